@@ -1,0 +1,230 @@
+"""The contract every codec in the registry fulfils, and the result type they all return.
+
+A codec turns an RGB uint8 image plus a few named parameters into a ``.lic`` bitstream and
+back. Encoding also returns the encoder-side reconstruction, which ``decode`` of the same
+bytes reproduces bit for bit on the same device, and named intermediate images for the app.
+"""
+
+from __future__ import annotations
+
+import abc
+import math
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Mapping, Sequence
+
+import numpy as np
+
+from . import container
+from .errors import BitstreamError, ParameterError
+
+__all__ = ["ParamSpec", "CodecResult", "Codec"]
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One user-facing codec parameter (a CLI option, a GUI control).
+
+    ``kind`` is ``"int"``, ``"float"``, ``"bool"`` or ``"choice"``. ``sweep`` lists the values an
+    R-D sweep visits (``lic-codec eval``); the parameter with a sweep is the rate knob.
+    """
+
+    name: str
+    kind: str
+    default: Any
+    help: str = ""
+    minimum: float | None = None
+    maximum: float | None = None
+    choices: tuple[str, ...] = ()
+    sweep: tuple[Any, ...] = ()
+
+    def coerce(self, value: Any) -> Any:
+        """Return ``value`` converted to this parameter's type, or raise :class:`ParameterError`."""
+        try:
+            if self.kind == "int":
+                if isinstance(value, float) and not value.is_integer():
+                    raise ValueError
+                v: Any = int(value)
+            elif self.kind == "float":
+                v = float(value)
+                if not math.isfinite(v):
+                    raise ValueError
+            elif self.kind == "bool":
+                if isinstance(value, str):
+                    if value.lower() not in ("0", "1", "true", "false", "yes", "no", "on", "off"):
+                        raise ValueError
+                    v = value.lower() in ("1", "true", "yes", "on")
+                else:
+                    v = bool(value)
+            elif self.kind == "choice":
+                v = str(value)
+                if v not in self.choices:
+                    raise ParameterError(
+                        f"{self.name}={value!r} is not one of {', '.join(self.choices)}")
+            else:  # pragma: no cover - a programming error in a codec's spec
+                raise AssertionError(f"unknown parameter kind {self.kind}")
+        except (TypeError, ValueError) as err:
+            if isinstance(err, ParameterError):
+                raise
+            raise ParameterError(f"{self.name}={value!r} is not a valid {self.kind}") from None
+        if self.kind in ("int", "float"):
+            if (self.minimum is not None and v < self.minimum) or (
+                    self.maximum is not None and v > self.maximum):
+                raise ParameterError(
+                    f"{self.name}={v} is outside its range {self.minimum}..{self.maximum}")
+        return v
+
+
+@dataclass
+class CodecResult:
+    """What encoding (or decoding) one image produced.
+
+    Attributes:
+        codec: registry name of the codec.
+        params: the parameters the image was coded with (coerced, defaults filled in).
+        bitstream: the complete ``.lic`` file.
+        sections: payload bytes per named section (``bitstream`` holds these plus the header).
+        image: the decoded RGB uint8 image at the original size.
+        width, height: the original image size.
+        intermediates: named images for display, e.g. ``"jpeg_base"``, ``"residual"``. RGB
+            uint8 ``(H, W, 3)`` arrays are pictures; float arrays are signed or per-channel data
+            (documented by the codec).
+        info: named scalars and small arrays (per-band step sizes, gate values, weights name).
+        encode_ms, decode_ms: wall-clock times of the entropy-coding paths.
+    """
+
+    codec: str
+    params: dict[str, Any]
+    bitstream: bytes
+    sections: dict[str, bytes]
+    image: np.ndarray
+    width: int
+    height: int
+    intermediates: dict[str, np.ndarray] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
+    encode_ms: float = float("nan")
+    decode_ms: float = float("nan")
+
+    @property
+    def num_pixels(self) -> int:
+        return self.width * self.height
+
+    @property
+    def num_bytes(self) -> int:
+        return len(self.bitstream)
+
+    @property
+    def bpp(self) -> float:
+        """Bits per pixel of the whole ``.lic`` file, container overhead included."""
+        return 8.0 * len(self.bitstream) / self.num_pixels
+
+    @property
+    def section_bpp(self) -> dict[str, float]:
+        """Bits per pixel of each section's payload, plus ``"container"`` for the header."""
+        out = {name: 8.0 * len(p) / self.num_pixels for name, p in self.sections.items()}
+        overhead = len(self.bitstream) - sum(len(p) for p in self.sections.values())
+        out["container"] = 8.0 * overhead / self.num_pixels
+        return out
+
+
+class Codec(abc.ABC):
+    """Base class of registry codecs.
+
+    Subclasses set ``name``, ``codec_id`` (the explicit constant written into every file),
+    ``params`` and implement :meth:`_encode` / :meth:`_decode`. Learned codecs also set
+    ``weights_id`` / ``weights_name`` from the weights they loaded.
+    """
+
+    name: ClassVar[str]
+    codec_id: ClassVar[int]
+    title: ClassVar[str] = ""
+    params: ClassVar[Sequence[ParamSpec]] = ()
+    weights_id: int = 0
+    weights_name: str = "none"
+
+    # -- parameters -------------------------------------------------------------------------
+    def param_spec(self, name: str) -> ParamSpec:
+        for p in self.params:
+            if p.name == name:
+                return p
+        raise ParameterError(
+            f"{self.name} has no parameter {name!r}; valid: {', '.join(p.name for p in self.params)}")
+
+    def resolve_params(self, given: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Fill defaults and coerce/validate every given parameter."""
+        given = dict(given or {})
+        out = {}
+        for p in self.params:
+            out[p.name] = p.coerce(given.pop(p.name)) if p.name in given else p.default
+        if given:
+            raise ParameterError(
+                f"{self.name} has no parameter(s) {', '.join(map(repr, given))}; "
+                f"valid: {', '.join(p.name for p in self.params)}")
+        return out
+
+    @property
+    def rate_param(self) -> ParamSpec:
+        """The parameter an R-D sweep varies."""
+        for p in self.params:
+            if p.sweep:
+                return p
+        raise AssertionError(f"{self.name} declares no sweep parameter")  # pragma: no cover
+
+    def sweep_points(self) -> list[dict[str, Any]]:
+        """Parameter sets visited by an R-D sweep, from low to high rate."""
+        knob = self.rate_param
+        return [self.resolve_params({knob.name: v}) for v in knob.sweep]
+
+    @property
+    def device_name(self) -> str:
+        return "CPU"
+
+    # -- coding -------------------------------------------------------------------------------
+    def encode(self, image: np.ndarray, **params: Any) -> CodecResult:
+        """Encode an ``(H, W, 3)`` uint8 RGB image; the result holds the bitstream and reconstruction."""
+        if not (isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3
+                and image.shape[2] == 3 and image.shape[0] >= 1 and image.shape[1] >= 1):
+            raise ParameterError(
+                f"expected an (H, W, 3) uint8 RGB array, got "
+                f"{getattr(image, 'shape', None)} {getattr(image, 'dtype', type(image).__name__)}")
+        h, w = image.shape[:2]
+        if w > container.MAX_DIMENSION or h > container.MAX_DIMENSION:
+            raise ParameterError(f"image {w}x{h} is larger than {container.MAX_DIMENSION} on a side")
+        return self._encode(np.ascontiguousarray(image), self.resolve_params(params))
+
+    def decode(self, data: bytes | container.Container) -> CodecResult:
+        """Decode a ``.lic`` bitstream written by this codec (with the same weights)."""
+        c = data if isinstance(data, container.Container) else container.unpack(data)
+        raw = data if isinstance(data, (bytes, bytearray)) else None
+        if c.codec_id != self.codec_id:
+            raise BitstreamError(
+                f"bitstream was written by codec id {c.codec_id}, not {self.name} ({self.codec_id})")
+        if c.weights_id != self.weights_id:
+            raise BitstreamError(
+                f"bitstream needs weights id {c.weights_id}, but {self.name} has "
+                f"{self.weights_name!r} (id {self.weights_id}) loaded")
+        try:
+            params = self.resolve_params(dict(c.params))
+        except ParameterError as err:
+            raise BitstreamError(f"corrupt parameters in bitstream: {err}") from None
+        missing = [s for s in self.required_sections(params) if s not in c.sections]
+        if missing:
+            raise BitstreamError(f"bitstream lacks section(s) {', '.join(missing)} needed by {self.name}")
+        result = self._decode(c, params)
+        result.bitstream = bytes(raw) if raw is not None else container.pack(c)
+        return result
+
+    def required_sections(self, params: Mapping[str, Any]) -> Sequence[str]:
+        """Names of the sections a bitstream with these parameters must hold."""
+        return ()
+
+    def _container(self, width: int, height: int, params: Mapping[str, Any],
+                   sections: Mapping[str, bytes]) -> bytes:
+        return container.pack(container.Container(
+            codec_id=self.codec_id, weights_id=self.weights_id, width=width, height=height,
+            params=dict(params), sections=dict(sections)))
+
+    @abc.abstractmethod
+    def _encode(self, image: np.ndarray, params: dict[str, Any]) -> CodecResult: ...
+
+    @abc.abstractmethod
+    def _decode(self, c: container.Container, params: dict[str, Any]) -> CodecResult: ...

@@ -1,0 +1,158 @@
+"""Shared machinery of the learned codecs: weights resolution, device, padding, tensors.
+
+A learned codec pairs a ``torch.nn.Module`` model, built from one frozen dataclass config,
+with this class. Weights are resolved in one place so that every codec refuses the same bad
+inputs the same way:
+
+* ``weights="default"``: the manifest's default entry for the codec, or, when none has been
+  shipped yet, a deterministic random initialisation of the default config;
+* ``weights="random"`` (or ``None``): deterministic random initialisation of ``config``;
+* any other string: a manifest entry name or a path to a ``.pt`` weights file;
+* ``weights_id=N`` (set when decoding a bitstream): exactly the weights the file was coded with.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from . import weights as W
+from .base import Codec
+from .errors import BitstreamError, WeightsError
+
+__all__ = ["LearnedCodec", "select_device", "image_to_tensor", "tensor_to_image", "pad_to_multiple"]
+
+log = logging.getLogger(__name__)
+RANDOM_INIT_SEED = 20261122
+
+
+def select_device(device: Any = None):
+    """``device`` as a torch.device; CUDA when present and nothing was asked for."""
+    import torch
+
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def image_to_tensor(image: np.ndarray, device) -> "torch.Tensor":
+    """``(H, W, 3)`` uint8 → ``(1, 3, H, W)`` float32 in [0, 1]."""
+    import torch
+
+    t = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).unsqueeze(0)
+    return t.to(device=device, dtype=torch.float32) / 255.0
+
+
+def tensor_to_image(x) -> np.ndarray:
+    """``(1, 3, H, W)`` float in [0, 1] → ``(H, W, 3)`` uint8, rounded to nearest."""
+    arr = (x.detach().clamp(0, 1) * 255.0).round().to("cpu").squeeze(0).permute(1, 2, 0)
+    return np.ascontiguousarray(arr.numpy().astype(np.uint8))
+
+
+def pad_to_multiple(x, multiple: int):
+    """Replicate-pad ``(N, C, H, W)`` on the bottom/right to multiples of ``multiple``."""
+    import torch.nn.functional as F
+
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if ph == 0 and pw == 0:
+        return x
+    return F.pad(x, (0, pw, 0, ph), mode="replicate")
+
+
+class LearnedCodec(Codec):
+    """Base of the registry's learned codecs.
+
+    Subclasses set ``config_class`` (a frozen dataclass with defaults for every field) and
+    ``model_class`` (called as ``model_class(config)``; must provide ``update(force=True)`` to
+    build its entropy-coder tables, as CompressAI models do).
+    """
+
+    config_class: ClassVar[type]
+    model_class: ClassVar[type]
+
+    def __init__(self, weights: str | Path | None = "default", *, weights_id: int | None = None,
+                 device: Any = None, config: Any = None):
+        import torch
+
+        self.device = select_device(device)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.deterministic = True
+            torch.backends.cudnn.benchmark = False
+        state, cfg, self.weights_id, self.weights_name, self.weights_record = self._resolve(
+            weights, weights_id, config)
+        self.config = cfg
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(RANDOM_INIT_SEED)
+            model = self.model_class(cfg)
+        if state is not None:
+            try:
+                model.load_state_dict(state)
+            except (RuntimeError, KeyError, ValueError) as err:
+                raise WeightsError(
+                    f"weights {self.weights_name!r} do not fit the {self.name} model: {err}") from None
+        model.eval().to(self.device)
+        model.update(force=True)
+        for p in model.parameters():
+            p.requires_grad_(False)
+        self.model = model
+
+    # -- weights ------------------------------------------------------------------------------
+    def _config_from(self, data: dict | None) -> Any:
+        if data is None:
+            return self.config_class()
+        names = {f.name for f in dataclasses.fields(self.config_class)}
+        unknown = set(data) - names
+        if unknown:
+            raise WeightsError(f"{self.name} config has no field(s) {sorted(unknown)}; valid: {sorted(names)}")
+        return self.config_class(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items()})
+
+    def _resolve(self, weights, weights_id, config):
+        if weights_id is not None and not weights_id & W.RANDOM_INIT_BIT:
+            entry = W.entry_by_id(weights_id)
+            if entry is None:
+                raise BitstreamError(
+                    f"bitstream needs {self.name} weights id {weights_id}, which this install's "
+                    f"manifest ({W.weights_dir() / 'manifest.json'}) does not list")
+            if entry.codec != self.name:
+                raise BitstreamError(
+                    f"bitstream names weights id {weights_id} ({entry.name!r}), which belong to "
+                    f"codec {entry.codec!r}, not {self.name!r}")
+            weights = entry.name
+        if weights == "default" and weights_id is None:
+            entry = W.default_entry(self.name)
+            weights = entry.name if entry is not None else "random"
+        if weights is None or weights == "random" or (weights_id is not None and weights_id & W.RANDOM_INIT_BIT):
+            cfg = config if config is not None else self.config_class()
+            rid = W.random_init_id(self.name, dataclasses.asdict(cfg))
+            if weights_id is not None and weights_id != rid:
+                raise BitstreamError(
+                    f"bitstream was coded with an untrained {self.name} model of another "
+                    f"configuration (weights id {weights_id:#x}, this one is {rid:#x})")
+            return None, cfg, rid, "random-init", {}
+        path = Path(weights)
+        if path.suffix == ".pt" and path.exists():
+            doc = W.read_weights_file(path, codec=self.name)
+            cfg = self._config_from(doc["config"])
+            wid = int(doc.get("weights_id", 0))
+            return doc["state_dict"], cfg, wid, path.stem, {}
+        entry = W.find_entry(str(weights), codec=self.name)
+        doc = W.read_weights_file(entry.path(), expected_sha256=entry.sha256, codec=self.name)
+        cfg = self._config_from(doc["config"])
+        return doc["state_dict"], cfg, entry.weights_id, entry.name, entry.record
+
+    @property
+    def device_name(self) -> str:
+        import torch
+
+        if self.device.type == "cuda":
+            return torch.cuda.get_device_name(self.device)
+        return "CPU"
+
+    @property
+    def trained(self) -> bool:
+        return self.weights_name != "random-init"
