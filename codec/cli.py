@@ -1,0 +1,258 @@
+"""``lic-codec``: encode, decode, inspect, evaluate and benchmark codecs from the command line.
+
+Codec parameters are given as ``--NAME VALUE`` after the known options, e.g.
+``lic-codec encode in.png out.lic --codec jpeg --quality 40 --subsampling 4:4:4``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+__all__ = ["main", "parse_args"]
+
+log = logging.getLogger("lic-codec")
+
+
+def _codec_options(extra: Sequence[str]) -> dict[str, str]:
+    """Turn ``--name value`` pairs left over by argparse into a parameter dict."""
+    out: dict[str, str] = {}
+    it = iter(extra)
+    for token in it:
+        if not token.startswith("--") or len(token) < 3:
+            raise SystemExit(f"lic-codec: unexpected argument {token!r}")
+        key = token[2:].replace("-", "_")
+        if "=" in key:
+            key, value = key.split("=", 1)
+        else:
+            try:
+                value = next(it)
+            except StopIteration:
+                raise SystemExit(f"lic-codec: option {token} needs a value") from None
+        out[key] = value
+    return out
+
+
+def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, dict[str, str]]:
+    p = argparse.ArgumentParser(prog="lic-codec", description=__doc__.splitlines()[0])
+    p.add_argument("--verbose", action="store_true", help="show tracebacks and debug logging")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def learned_opts(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--weights", default="default",
+                        help="learned codecs: manifest name, .pt path, 'default' or 'random'")
+        sp.add_argument("--device", default=None, help="learned codecs: cpu, cuda, cuda:1 … (default: CUDA if present)")
+
+    e = sub.add_parser("encode", help="encode an image to a .lic file")
+    e.add_argument("input")
+    e.add_argument("output")
+    e.add_argument("--codec", default="jpeg")
+    e.add_argument("--recon", help="also write the encoder-side reconstruction as PNG")
+    learned_opts(e)
+
+    d = sub.add_parser("decode", help="decode a .lic file to PNG")
+    d.add_argument("input")
+    d.add_argument("output")
+    d.add_argument("--device", default=None)
+
+    i = sub.add_parser("info", help="describe a .lic file")
+    i.add_argument("input")
+    i.add_argument("--json", action="store_true", help="machine-readable output")
+
+    v = sub.add_parser("eval", help="R-D sweep of codecs over a folder of images")
+    v.add_argument("folder")
+    v.add_argument("--codecs", default="jpeg", help="comma-separated registry names")
+    v.add_argument("--out", default="results", help="output folder for JSON curves, table and plot")
+    v.add_argument("--anchors", help="folder of CompressAI-format JSON curves to compare against")
+    v.add_argument("--limit", type=int, default=0, help="use only the first N images (0: all)")
+    v.add_argument("--no-ms-ssim", action="store_true", help="skip MS-SSIM (faster)")
+    learned_opts(v)
+
+    b = sub.add_parser("bench", help="time encode/decode of codecs against bmshj2018-hyperprior")
+    b.add_argument("folder")
+    b.add_argument("--codecs", default=None, help="comma-separated registry names (default: all)")
+    b.add_argument("--limit", type=int, default=4, help="images to time (0: all)")
+    b.add_argument("--repeat", type=int, default=3, help="timed runs per image (median taken)")
+    b.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
+    b.add_argument("--out", help="write the table as JSON here too")
+    learned_opts(b)
+
+    s = sub.add_parser("codecs", help="list registered codecs and their parameters")
+    s.add_argument("--json", action="store_true")
+
+    args, extra = p.parse_known_args(argv)
+    if extra and args.command != "encode":
+        p.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args, _codec_options(extra)
+
+
+def _create(name: str, args: argparse.Namespace):
+    from . import registry
+
+    e = registry.entry(name)
+    if e.learned:
+        return registry.create(name, weights=args.weights, device=args.device)
+    return registry.create(name)
+
+
+def _cmd_encode(args, options) -> int:
+    from .image import ImageWarning, open_image
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ImageWarning)
+        image = open_image(args.input)
+    for w in caught:
+        log.warning("%s", w.message)
+    codec = _create(args.codec, args)
+    result = codec.encode(image, **options)
+    Path(args.output).write_bytes(result.bitstream)
+    if args.recon:
+        from PIL import Image
+
+        Image.fromarray(result.image).save(args.recon)
+    from .metrics import psnr
+
+    print(f"{args.output}: {args.codec} {result.params} {result.num_bytes} bytes, "
+          f"{result.bpp:.4f} bpp, PSNR {psnr(image, result.image):.2f} dB")
+    return 0
+
+
+def _cmd_decode(args, options) -> int:
+    from .registry import decode_bitstream
+
+    data = Path(args.input).read_bytes()
+    kwargs = {"device": args.device} if args.device else {}
+    result = decode_bitstream(data, **kwargs)
+    from PIL import Image
+
+    Image.fromarray(result.image).save(args.output, format="PNG")
+    print(f"{args.output}: {result.width}x{result.height} from {result.codec}, {result.bpp:.4f} bpp")
+    return 0
+
+
+def _cmd_info(args, options) -> int:
+    from . import container, registry, weights
+
+    data = Path(args.input).read_bytes()
+    c = container.unpack(data)
+    e = registry.entry_by_id(c.codec_id)
+    if c.weights_id == 0:
+        wname = "none"
+    elif c.weights_id & weights.RANDOM_INIT_BIT:
+        wname = f"random-init ({c.weights_id:#x})"
+    else:
+        we = weights.entry_by_id(c.weights_id)
+        wname = we.name if we else f"unknown id {c.weights_id} (not in this install's manifest)"
+    px = c.width * c.height
+    doc = {
+        "file": args.input, "codec": e.name, "codec_id": c.codec_id, "format_version": c.version,
+        "weights": wname, "weights_id": c.weights_id, "width": c.width, "height": c.height,
+        "params": dict(c.params), "bytes": len(data), "bpp": 8 * len(data) / px,
+        "sections": {n: {"bytes": len(p), "bpp": 8 * len(p) / px} for n, p in c.sections.items()},
+        "container_bytes": len(data) - sum(len(p) for p in c.sections.values()),
+    }
+    if args.json:
+        print(json.dumps(doc, indent=2))
+        return 0
+    print(f"{args.input}: {e.name} (id {c.codec_id}), format v{c.version}, weights {wname}")
+    print(f"  image {c.width}x{c.height}, {len(data)} bytes, {doc['bpp']:.4f} bpp")
+    print(f"  params: {', '.join(f'{k}={v}' for k, v in c.params.items()) or '-'}")
+    for n, s in doc["sections"].items():
+        print(f"  section {n:<12} {s['bytes']:>9} bytes  {s['bpp']:.4f} bpp")
+    print(f"  container    {doc['container_bytes']:>11} bytes")
+    return 0
+
+
+def _cmd_eval(args, options) -> int:
+    from . import evaluate as ev
+
+    images = ev.list_images(args.folder)
+    if args.limit:
+        images = images[: args.limit]
+    if not images:
+        raise SystemExit(f"lic-codec: no images in {args.folder}")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    names = [n.strip() for n in args.codecs.split(",") if n.strip()]
+    if "jpeg" not in names:
+        names.insert(0, "jpeg")  # the reference every table is measured against
+    curves = []
+    for name in names:
+        codec = _create(name, args)
+        curve = ev.sweep(codec, images, with_ms_ssim=not args.no_ms_ssim, progress=ev.stderr_progress)
+        ev.write_curve(curve, out / f"{name}.json")
+        curves.append(curve)
+    anchors = ev.read_curves(args.anchors) if args.anchors else []
+    jpeg = next(c for c in curves if c.name == "jpeg")
+    rows = ev.bd_table([c for c in curves if c is not jpeg], [jpeg])
+    rows += ev.bd_table(curves, anchors)
+    table = ev.format_bd_table(rows)
+    (out / "bd_rate.md").write_text(
+        f"BD-rate on {len(images)} images of {args.folder} (PSNR-RGB; negative = fewer bits than the "
+        f"reference).\n\n{table}\n")
+    (out / "bd_rate.json").write_text(json.dumps(rows, indent=2, allow_nan=True) + "\n")
+    ev.plot_curves(curves, anchors, out / "rd.png", title=f"{Path(args.folder).name}: {len(images)} images")
+    print(table)
+    print(f"wrote {out}/: {', '.join(c.name + '.json' for c in curves)}, bd_rate.md, bd_rate.json, rd.png")
+    return 0
+
+
+def _cmd_bench(args, options) -> int:
+    from . import bench
+
+    return bench.run(args)
+
+
+def _cmd_codecs(args, options) -> int:
+    from .registry import CODECS
+    from .base import Codec  # noqa: F401  (documented type of the classes listed)
+
+    doc = []
+    for e in CODECS.values():
+        klass = e.load_class()
+        doc.append({"name": e.name, "id": e.codec_id, "title": e.title, "learned": e.learned,
+                    "params": [{"name": p.name, "kind": p.kind, "default": p.default, "min": p.minimum,
+                                "max": p.maximum, "choices": list(p.choices), "help": p.help}
+                               for p in klass.params]})
+    if args.json:
+        print(json.dumps(doc, indent=2))
+    else:
+        for d in doc:
+            print(f"{d['name']} (id {d['id']}{', learned' if d['learned'] else ''}): {d['title']}")
+            for p in d["params"]:
+                rng = f" {p['min']}..{p['max']}" if p["min"] is not None else ""
+                ch = f" {{{', '.join(p['choices'])}}}" if p["choices"] else ""
+                print(f"  --{p['name']} ({p['kind']}{rng}{ch}, default {p['default']}): {p['help']}")
+    return 0
+
+
+COMMANDS = {"encode": _cmd_encode, "decode": _cmd_decode, "info": _cmd_info, "eval": _cmd_eval,
+            "bench": _cmd_bench, "codecs": _cmd_codecs}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args, options = parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="lic-codec: %(levelname)s: %(message)s")
+    from .errors import LicError
+
+    try:
+        return COMMANDS[args.command](args, options)
+    except (LicError, OSError, ValueError, RuntimeError) as err:
+        if args.verbose:
+            raise
+        msg = str(err).splitlines()[0] if str(err) else err.__class__.__name__
+        print(f"lic-codec: error: {msg}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("lic-codec: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

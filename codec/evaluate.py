@@ -1,0 +1,217 @@
+"""Rate-distortion sweeps over a folder of images, CompressAI-format curves and BD-rate tables.
+
+``lic-codec eval`` is a thin wrapper around :func:`sweep`, :func:`write_curve`,
+:func:`bd_table` and :func:`plot_curves`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+
+from . import metrics
+from .base import Codec
+from .image import open_image
+
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "Curve",
+    "list_images",
+    "sweep",
+    "write_curve",
+    "read_curve",
+    "read_curves",
+    "bd_table",
+    "format_bd_table",
+    "plot_curves",
+    "stderr_progress",
+]
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".ppm", ".pgm", ".bmp", ".tif", ".tiff", ".webp"}
+
+
+@dataclass
+class Curve:
+    """One codec's R-D curve: per-operating-point means over a set of images."""
+
+    name: str
+    bpp: list[float]
+    psnr: list[float]
+    ms_ssim: list[float] = field(default_factory=list)
+    encoding_time: list[float] = field(default_factory=list)
+    decoding_time: list[float] = field(default_factory=list)
+    params: list[dict[str, Any]] = field(default_factory=list)
+    description: str = ""
+
+    def as_compressai(self) -> dict[str, Any]:
+        results: dict[str, Any] = {"bpp": self.bpp, "psnr-rgb": self.psnr}
+        if self.ms_ssim:
+            results["ms-ssim-rgb"] = self.ms_ssim
+            results["ms-ssim-rgb-db"] = [metrics.ms_ssim_db(v) for v in self.ms_ssim]
+        if self.encoding_time:
+            results["encoding_time"] = self.encoding_time
+            results["decoding_time"] = self.decoding_time
+        doc: dict[str, Any] = {"name": self.name, "description": self.description, "results": results}
+        if self.params:
+            doc["params"] = self.params
+        return doc
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder} is not a folder")
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def _nanmean(values: Iterable[float]) -> float:
+    arr = np.asarray(list(values), dtype=np.float64)
+    arr = arr[~np.isnan(arr)]
+    return float(arr.mean()) if arr.size else float("nan")
+
+
+def sweep(codec: Codec, images: Sequence[Path], points: Sequence[dict[str, Any]] | None = None,
+          with_ms_ssim: bool = True, progress: Callable[[int, int, str], None] | None = None,
+          check_decode: bool = True) -> Curve:
+    """Code every image at every operating point; return the per-point means.
+
+    bpp is counted from the complete ``.lic`` file. Each bitstream is decoded again with
+    ``codec.decode`` and checked to reproduce the encoder-side reconstruction exactly.
+    """
+    points = list(points if points is not None else codec.sweep_points())
+    pixels = [open_image(p) for p in images]
+    total = len(points) * len(pixels)
+    rows = []
+    done = 0
+    for params in points:
+        bpps, psnrs, ssims, enc, dec = [], [], [], [], []
+        for path, img in zip(images, pixels):
+            res = codec.encode(img, **params)
+            t_dec = res.decode_ms
+            if check_decode:
+                back = codec.decode(res.bitstream)
+                if not np.array_equal(back.image, res.image):
+                    raise RuntimeError(f"{codec.name} {params}: decode differs from the encoder's "
+                                       f"reconstruction on {path.name}")
+                t_dec = back.decode_ms
+            bpps.append(res.bpp)
+            psnrs.append(metrics.psnr(img, res.image))
+            if with_ms_ssim:
+                ssims.append(metrics.ms_ssim(img, res.image))
+            enc.append(res.encode_ms / 1e3)
+            dec.append(t_dec / 1e3)
+            done += 1
+            if progress:
+                progress(done, total, f"{codec.name} {params} {path.name}")
+        rows.append((params, _nanmean(bpps), _nanmean(psnrs),
+                     _nanmean(ssims) if with_ms_ssim else float("nan"), _nanmean(enc), _nanmean(dec)))
+    rows.sort(key=lambda r: r[1])
+    return Curve(
+        name=codec.name,
+        params=[r[0] for r in rows],
+        bpp=[r[1] for r in rows],
+        psnr=[r[2] for r in rows],
+        ms_ssim=[r[3] for r in rows] if with_ms_ssim else [],
+        encoding_time=[r[4] for r in rows],
+        decoding_time=[r[5] for r in rows],
+        description=f"lic-studio {codec.name}, weights {codec.weights_name}, device {codec.device_name}, "
+                    f"{len(pixels)} images, bpp from .lic file bytes",
+    )
+
+
+def write_curve(curve: Curve, path: str | Path) -> None:
+    Path(path).write_text(json.dumps(curve.as_compressai(), indent=2, allow_nan=True) + "\n")
+
+
+def read_curve(path: str | Path) -> Curve:
+    """Read a CompressAI-format results JSON (``psnr-rgb`` or ``psnr`` key)."""
+    doc = json.loads(Path(path).read_text())
+    res = doc.get("results", {})
+    psnr = res.get("psnr-rgb", res.get("psnr"))
+    if "bpp" not in res or psnr is None:
+        raise ValueError(f"{path}: not a CompressAI results file (needs results.bpp and results.psnr-rgb)")
+    return Curve(name=str(doc.get("name", Path(path).stem)), bpp=list(map(float, res["bpp"])),
+                 psnr=list(map(float, psnr)), ms_ssim=list(res.get("ms-ssim-rgb", [])),
+                 description=str(doc.get("description", "")))
+
+
+def read_curves(folder: str | Path) -> list[Curve]:
+    out = []
+    for p in sorted(Path(folder).glob("*.json")):
+        try:
+            out.append(read_curve(p))
+        except (ValueError, KeyError, TypeError):
+            continue
+    return out
+
+
+def bd_table(tests: Sequence[Curve], references: Sequence[Curve]) -> list[dict[str, Any]]:
+    """BD-rate (%) and BD-PSNR (dB) of every test curve against every reference curve."""
+    rows = []
+    for t in tests:
+        for r in references:
+            if t is r:
+                continue
+            rows.append({
+                "codec": t.name, "reference": r.name,
+                "bd_rate_percent": metrics.bd_rate((r.bpp, r.psnr), (t.bpp, t.psnr)),
+                "bd_psnr_db": metrics.bd_psnr((r.bpp, r.psnr), (t.bpp, t.psnr)),
+            })
+    return rows
+
+
+def format_bd_table(rows: Sequence[dict[str, Any]]) -> str:
+    """A Markdown table of :func:`bd_table` rows."""
+    def num(v: float, unit: str) -> str:
+        return "n/a (no overlap)" if math.isnan(v) else f"{v:+.1f}{unit}" if unit == " %" else f"{v:+.2f}{unit}"
+
+    lines = ["| codec | reference | BD-rate | BD-PSNR |", "|---|---|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['codec']} | {r['reference']} | {num(r['bd_rate_percent'], ' %')} | "
+                     f"{num(r['bd_psnr_db'], ' dB')} |")
+    return "\n".join(lines)
+
+
+def plot_curves(measured: Sequence[Curve], anchors: Sequence[Curve], path: str | Path,
+                title: str = "") -> None:
+    """PSNR-RGB against bpp: measured curves solid with markers, published anchors dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 6), dpi=110)
+    for c in anchors:
+        ax.plot(c.bpp, c.psnr, "--", linewidth=1, alpha=0.7, label=f"{c.name} (published)")
+    for c in measured:
+        ax.plot(c.bpp, c.psnr, "o-", linewidth=2, markersize=4, label=f"{c.name} (measured)")
+    bpps = [b for c in measured for b in c.bpp]
+    if bpps:
+        ax.set_xlim(0, min(max(bpps) * 1.1, 3.0))
+    psnrs = [p for c in measured for p in c.psnr if math.isfinite(p)]
+    if psnrs:
+        ax.set_ylim(min(psnrs) - 1, max(psnrs) + 1)
+    ax.set_xlabel("bits per pixel (from .lic file bytes)")
+    ax.set_ylabel("PSNR-RGB (dB)")
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def stderr_progress(done: int, total: int, label: str) -> None:
+    """A one-line progress bar on stderr."""
+    width = 30
+    filled = int(width * done / max(total, 1))
+    sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {label[:60]:<60}")
+    if done == total:
+        sys.stderr.write("\n")
+    sys.stderr.flush()

@@ -1,0 +1,83 @@
+"""lic-codec: exit codes, one-line errors, and the files each command writes."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from codec.cli import main
+
+
+@pytest.fixture
+def png(tmp_path, photo):
+    path = tmp_path / "in.png"
+    Image.fromarray(photo).save(path)
+    return path
+
+
+def test_encode_info_decode(tmp_path, png, capsys):
+    lic, recon, out = tmp_path / "a.lic", tmp_path / "r.png", tmp_path / "d.png"
+    assert main(["encode", str(png), str(lic), "--codec", "jpeg", "--quality", "35", "--recon", str(recon)]) == 0
+    assert main(["info", str(lic), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out.split("\n", 1)[1])
+    assert doc["codec"] == "jpeg" and doc["params"]["quality"] == 35
+    assert doc["bytes"] == lic.stat().st_size
+    assert doc["bpp"] == pytest.approx(8 * lic.stat().st_size / (96 * 128))
+    assert main(["decode", str(lic), str(out)]) == 0
+    assert np.array_equal(np.asarray(Image.open(out)), np.asarray(Image.open(recon)))
+
+
+@pytest.mark.parametrize("argv_tail,needle", [
+    (["--quality", "0"], "outside its range"),
+    (["--quality", "abc"], "not a valid int"),
+    (["--colour", "red"], "no parameter"),
+    (["--codec", "nope"], "unknown codec 'nope'"),
+])
+def test_encode_errors_are_one_line(tmp_path, png, capsys, argv_tail, needle):
+    assert main(["encode", str(png), str(tmp_path / "x.lic"), *argv_tail]) == 1
+    err = capsys.readouterr().err.strip()
+    assert needle in err and "\n" not in err and err.startswith("lic-codec: error:")
+
+
+def test_decode_garbage_and_missing(tmp_path, capsys):
+    bad = tmp_path / "bad.lic"
+    bad.write_bytes(b"not a lic file at all")
+    assert main(["decode", str(bad), str(tmp_path / "o.png")]) == 1
+    assert "wrong magic" in capsys.readouterr().err
+    assert main(["decode", str(tmp_path / "missing.lic"), str(tmp_path / "o.png")]) == 1
+    assert "missing.lic" in capsys.readouterr().err
+
+
+def test_encode_bad_image(tmp_path, capsys):
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\nbroken")
+    assert main(["encode", str(bad), str(tmp_path / "o.lic")]) == 1
+    assert "bad.png" in capsys.readouterr().err
+
+
+def test_eval_writes_curves_table_and_plot(tmp_path, photo, capsys):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(2):
+        Image.fromarray(np.ascontiguousarray(photo[:, i * 32:i * 32 + 96])).save(folder / f"{i}.png")
+    anchors = tmp_path / "anchors"
+    anchors.mkdir()
+    (anchors / "fake.json").write_text(json.dumps(
+        {"name": "fake", "results": {"bpp": [0.5, 1, 2, 4], "psnr-rgb": [25, 30, 35, 40]}}))
+    out = tmp_path / "res"
+    assert main(["eval", str(folder), "--codecs", "jpeg", "--out", str(out), "--anchors", str(anchors),
+                 "--no-ms-ssim"]) == 0
+    doc = json.loads((out / "jpeg.json").read_text())
+    assert doc["name"] == "jpeg" and len(doc["results"]["bpp"]) == 12
+    assert doc["results"]["bpp"] == sorted(doc["results"]["bpp"])
+    assert (out / "rd.png").stat().st_size > 1000
+    assert "| jpeg | fake |" in (out / "bd_rate.md").read_text()
+
+
+def test_codecs_listing(capsys):
+    assert main(["codecs", "--json"]) == 0
+    names = [c["name"] for c in json.loads(capsys.readouterr().out)]
+    assert "jpeg" in names

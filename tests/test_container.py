@@ -1,0 +1,153 @@
+"""The .lic container: round trips, and every kind of bad input fails fast with BitstreamError."""
+
+from __future__ import annotations
+
+import struct
+import time
+import zlib
+
+import numpy as np
+import pytest
+
+from codec import container
+from codec.container import Container, pack, unpack
+from codec.errors import BitstreamError
+
+
+def sample() -> Container:
+    return Container(codec_id=2, weights_id=7, width=33, height=17,
+                     params={"quality": 40, "rate": 0.25, "mode": "4:2:0", "refine": True},
+                     sections={"jpeg": b"\xff\xd8abc", "hyper": b"", "y": bytes(range(200))})
+
+
+def test_round_trip_keeps_everything():
+    c = sample()
+    back = unpack(pack(c))
+    assert back == c
+    assert list(back.params) == list(c.params) and list(back.sections) == list(c.sections)
+    assert isinstance(back.params["refine"], bool) and isinstance(back.params["quality"], int)
+
+
+def test_real_jpeg_file_round_trip(photo):
+    from codec import create, decode_bitstream
+
+    res = create("jpeg").encode(photo, quality=30)
+    again = decode_bitstream(res.bitstream)
+    assert np.array_equal(again.image, res.image)
+    assert again.params == res.params
+
+
+def test_every_truncation_is_rejected(photo):
+    from codec import create
+
+    data = create("jpeg").encode(photo[:16, :16], quality=20).bitstream
+    t0 = time.perf_counter()
+    for n in range(len(data)):
+        with pytest.raises(BitstreamError):
+            unpack(data[:n])
+    assert time.perf_counter() - t0 < 5
+
+
+def test_trailing_bytes_rejected():
+    with pytest.raises(BitstreamError, match="unexpected bytes"):
+        unpack(pack(sample()) + b"\0")
+
+
+def test_every_single_bit_flip_is_caught():
+    data = pack(sample())
+    for i in range(len(data)):
+        for bit in (0, 3, 7):
+            bad = bytearray(data)
+            bad[i] ^= 1 << bit
+            with pytest.raises(BitstreamError):
+                unpack(bytes(bad))
+
+
+def test_random_bytes_rejected(rng):
+    for n in (0, 1, 5, 18, 64, 4096):
+        blob = rng.integers(0, 256, n, dtype=np.uint8).tobytes()
+        with pytest.raises(BitstreamError):
+            unpack(blob)
+        with pytest.raises(BitstreamError):
+            unpack(container.MAGIC + blob)
+
+
+def test_wrong_magic_message():
+    with pytest.raises(BitstreamError, match="not a .lic file"):
+        unpack(b"\x89PNG\r\n\x1a\n" + bytes(40))
+
+
+def test_newer_version_message():
+    data = bytearray(pack(sample()))
+    data[4] = container.FORMAT_VERSION + 1
+    with pytest.raises(BitstreamError, match="newer"):
+        unpack(bytes(data))
+
+
+def _forge(width=10, height=10, section_len=None, payload=b"xyz"):
+    """A file whose header CRC is valid but whose declared values are hostile."""
+    head = bytearray(struct.pack("<4sBBIII", container.MAGIC, 1, 1, 0, width, height))
+    head.append(0)
+    head.append(1)
+    head += bytes([4]) + b"jpeg" + struct.pack("<II", section_len if section_len is not None else len(payload),
+                                               zlib.crc32(payload))
+    head += struct.pack("<I", zlib.crc32(head))
+    return bytes(head) + payload
+
+
+def test_forged_file_is_valid_when_honest():
+    assert unpack(_forge()).sections == {"jpeg": b"xyz"}
+
+
+@pytest.mark.parametrize("w,h", [(0, 10), (10, 0), (1 << 17, 1), (60000, 60000)])
+def test_absurd_dimensions(w, h):
+    with pytest.raises(BitstreamError, match="absurd image size"):
+        unpack(_forge(width=w, height=h))
+
+
+def test_huge_declared_section_fails_fast_without_allocating():
+    t0 = time.perf_counter()
+    with pytest.raises(BitstreamError, match="truncated"):
+        unpack(_forge(section_len=0xFFFF_FFFF))
+    assert time.perf_counter() - t0 < 0.1
+
+
+def test_section_crc_names_the_section():
+    data = bytearray(pack(sample()))
+    data[-1] ^= 0xFF  # last byte of the last section, "y"
+    with pytest.raises(BitstreamError, match="section 'y'"):
+        unpack(bytes(data))
+
+
+def test_unknown_codec_id_from_registry():
+    from codec import decode_bitstream
+
+    data = pack(Container(codec_id=250, weights_id=0, width=4, height=4, sections={"x": b"1"}))
+    with pytest.raises(BitstreamError, match="unknown codec id 250"):
+        decode_bitstream(data)
+
+
+def test_jpeg_decoder_rejects_missing_and_foreign_sections():
+    from codec import decode_bitstream
+
+    data = pack(Container(codec_id=1, weights_id=0, width=4, height=4,
+                          params={"quality": 50, "subsampling": "4:2:0"}, sections={"other": b"1"}))
+    with pytest.raises(BitstreamError, match="lacks section"):
+        decode_bitstream(data)
+    data = pack(Container(codec_id=1, weights_id=0, width=4, height=4,
+                          params={"quality": 50, "subsampling": "4:2:0"}, sections={"jpeg": b"garbage"}))
+    with pytest.raises(BitstreamError, match="jpeg section"):
+        decode_bitstream(data)
+
+
+def test_jpeg_decoder_rejects_bad_params_and_size_mismatch(photo):
+    from codec import create, decode_bitstream
+
+    res = create("jpeg").encode(photo[:8, :8], quality=50)
+    good = unpack(res.bitstream)
+    with pytest.raises(BitstreamError, match="parameters"):
+        decode_bitstream(pack(Container(1, 0, 8, 8, {"quality": 500, "subsampling": "4:2:0"},
+                                        good.sections)))
+    with pytest.raises(BitstreamError, match="container says"):
+        decode_bitstream(pack(Container(1, 0, 9, 8, dict(good.params), good.sections)))
+
