@@ -65,7 +65,9 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, d
 
     v = sub.add_parser("eval", help="R-D sweep of codecs over a folder of images")
     v.add_argument("folder")
-    v.add_argument("--codecs", default="jpeg", help="comma-separated registry names")
+    v.add_argument("--codecs", default="jpeg",
+                   help="comma-separated registry names, each optionally NAME:PARAM=VALUE to hold a "
+                        "parameter fixed (e.g. hybrid:refine=false)")
     v.add_argument("--out", default="results", help="output folder for JSON curves, table and plot")
     v.add_argument("--anchors", help="folder of CompressAI-format JSON curves to compare against")
     v.add_argument("--limit", type=int, default=0, help="use only the first N images (0: all)")
@@ -168,6 +170,26 @@ def _cmd_info(args, options) -> int:
     return 0
 
 
+def _parse_codec_spec(spec: str) -> tuple[str, dict[str, str]]:
+    """``"hybrid:refine=false:subsampling=4:4:4"`` → ``("hybrid", {"refine": "false", ...})``.
+
+    Parameters after the name are held fixed during the sweep, so one run can compare, e.g.,
+    the hybrid with and without refinement.
+    """
+    name, *rest = spec.strip().split(":")
+    fixed: dict[str, str] = {}
+    for item in rest:
+        if "=" in item:
+            key, value = item.split("=", 1)
+            fixed[key] = value
+        elif fixed:  # a value that itself contains ':' (e.g. 4:4:4)
+            last = next(reversed(fixed))
+            fixed[last] += ":" + item
+        else:
+            raise SystemExit(f"lic-codec: bad codec spec {spec!r}; use NAME[:PARAM=VALUE...]")
+    return name, fixed
+
+
 def _cmd_eval(args, options) -> int:
     from . import evaluate as ev
 
@@ -178,14 +200,18 @@ def _cmd_eval(args, options) -> int:
         raise SystemExit(f"lic-codec: no images in {args.folder}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    names = [n.strip() for n in args.codecs.split(",") if n.strip()]
-    if "jpeg" not in names:
-        names.insert(0, "jpeg")  # the reference every table is measured against
+    specs = [_parse_codec_spec(n) for n in args.codecs.split(",") if n.strip()]
+    if not any(name == "jpeg" and not fixed for name, fixed in specs):
+        specs.insert(0, ("jpeg", {}))  # the reference every table is measured against
     curves = []
-    for name in names:
+    for name, fixed in specs:
         codec = _create(name, args)
-        curve = ev.sweep(codec, images, with_ms_ssim=not args.no_ms_ssim, progress=ev.stderr_progress)
-        ev.write_curve(curve, out / f"{name}.json")
+        points = [codec.resolve_params({**p, **fixed}) for p in codec.sweep_points()]
+        curve = ev.sweep(codec, images, points, with_ms_ssim=not args.no_ms_ssim,
+                         progress=ev.stderr_progress)
+        if fixed:
+            curve.name = name + "".join(f"_{k}-{v}" for k, v in fixed.items()).replace(":", "")
+        ev.write_curve(curve, out / f"{curve.name}.json")
         curves.append(curve)
     anchors = ev.read_curves(args.anchors) if args.anchors else []
     jpeg = next(c for c in curves if c.name == "jpeg")

@@ -81,3 +81,16 @@ def test_codecs_listing(capsys):
     assert main(["codecs", "--json"]) == 0
     names = [c["name"] for c in json.loads(capsys.readouterr().out)]
     assert "jpeg" in names
+
+
+def test_eval_holds_spec_parameters_fixed(tmp_path, photo):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    Image.fromarray(photo).save(folder / "a.png")
+    out = tmp_path / "res"
+    assert main(["eval", str(folder), "--codecs", "jpeg,jpeg:subsampling=4:4:4", "--out", str(out),
+                 "--no-ms-ssim"]) == 0
+    doc = json.loads((out / "jpeg_subsampling-444.json").read_text())
+    assert all(p["subsampling"] == "4:4:4" for p in doc["params"])
+    base = json.loads((out / "jpeg.json").read_text())
+    assert doc["results"]["bpp"][-1] > base["results"]["bpp"][-1]
