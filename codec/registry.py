@@ -38,6 +38,8 @@ CODECS: dict[str, CodecEntry] = {
     e.name: e
     for e in (
         CodecEntry("jpeg", 1, "codec.jpeg:JpegCodec", "JPEG", learned=False),
+        CodecEntry("hybrid", 2, "codec.hybrid:HybridCodec", "HyRES (JPEG + neural residual)", learned=True),
+        CodecEntry("wavelet", 3, "codec.wavelet:WaveletCodec", "Wavelet latent (HPCM × WeConvene)", learned=True),
     )
 }
 

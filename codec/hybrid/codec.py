@@ -1,0 +1,129 @@
+"""HybridCodec: the registry's ``hybrid`` codec (HyRES) — JPEG base + learned residual + refinement.
+
+Sections of a ``.lic`` file, in coding order:
+
+* ``jpeg``: the base layer, Pillow/libjpeg-turbo at ``base_quality`` and ``subsampling``;
+* ``hyper``: the hyper latent ``z`` (entropy bottleneck, one rANS string);
+* ``anchor``: the anchor half of the residual latent ``y`` (checkerboard pass 1);
+* ``nonanchor``: the other half, conditioned on the anchors (pass 2).
+
+Every latent shape follows from the image size in the container header (padded to the model
+stride), so nothing about shapes is read from the sections. The encoder decodes its own
+strings with the decoder's code path, so ``decode(encode(x))`` is bit-exact on one device type.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+from ..base import CodecResult, ParamSpec
+from ..container import Container
+from ..errors import BitstreamError
+from ..jpeg import jpeg_decode, jpeg_encode
+from ..learned import LearnedCodec, image_to_tensor, pad_to_multiple, tensor_to_image
+from .config import Config
+from .model import SECTION_NAMES, HybridModel
+
+__all__ = ["HybridCodec", "SWEEP"]
+
+# (base_quality, rate) from low to high rate: the JPEG base and the residual rise together.
+SWEEP = ((10, 0.0), (15, 0.15), (20, 0.3), (30, 0.45), (40, 0.6), (50, 0.75), (65, 0.9), (80, 1.0))
+
+
+def _check_string(name: str, data: bytes) -> bytes:
+    """rANS strings are whole 32-bit words with an 8-byte final state: refuse anything else."""
+    if len(data) < 8 or len(data) % 4:
+        raise BitstreamError(f"section {name!r} is {len(data)} bytes, not a valid rANS string "
+                             "(a multiple of 4, at least 8)")
+    return bytes(data)
+
+
+class HybridCodec(LearnedCodec):
+    """HyRES: JPEG base at ``base_quality``, neural residual at continuous ``rate``, optional refinement."""
+
+    name = "hybrid"
+    codec_id = 2
+    title = "HyRES (JPEG + neural residual)"
+    config_class = Config
+    model_class = HybridModel
+    params = (
+        ParamSpec("base_quality", "int", 30, "JPEG quality of the base layer", 1, 100),
+        ParamSpec("rate", "float", 0.5, "residual rate: 0 lowest, 1 highest (continuous)", 0.0, 1.0,
+                  sweep=(0.0, 0.25, 0.5, 0.75, 1.0)),
+        ParamSpec("refine", "bool", True, "apply the MultiScaleRefine post-filter"),
+        ParamSpec("subsampling", "choice", "4:2:0", "chroma subsampling of the JPEG base",
+                  choices=("4:2:0", "4:4:4")),
+    )
+
+    def required_sections(self, params):
+        return ("jpeg",) + SECTION_NAMES
+
+    def sweep_points(self) -> list[dict[str, Any]]:
+        return [self.resolve_params({"base_quality": q, "rate": r}) for q, r in SWEEP]
+
+    # -- coding -------------------------------------------------------------------------------
+    def _encode(self, image: np.ndarray, params: dict[str, Any]) -> CodecResult:
+        import torch
+
+        h, w = image.shape[:2]
+        t0 = time.perf_counter()
+        jpeg = jpeg_encode(image, params["base_quality"], params["subsampling"])
+        base = np.array(jpeg_decode(jpeg, w, h))  # writable: torch.from_numpy warns otherwise
+        x = pad_to_multiple(image_to_tensor(image, self.device), self.model.stride)
+        b = pad_to_multiple(image_to_tensor(base, self.device), self.model.stride)
+        strings = self.model.compress(x, b, params["rate"])
+        sections = {"jpeg": jpeg, **{k: strings[k][0] for k in SECTION_NAMES}}
+        bitstream = self._container(w, h, params, sections)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        t1 = time.perf_counter()
+        result = self._reconstruct(sections, params, w, h)
+        result.bitstream = bitstream
+        result.encode_ms = (t1 - t0) * 1e3
+        residual = image.astype(np.float32) / 255.0 - base.astype(np.float32) / 255.0
+        result.intermediates["residual"] = residual
+        return result
+
+    def _decode(self, c: Container, params: dict[str, Any]) -> CodecResult:
+        return self._reconstruct(dict(c.sections), params, c.width, c.height)
+
+    def _reconstruct(self, sections: dict[str, bytes], params: dict[str, Any],
+                     w: int, h: int) -> CodecResult:
+        """The decoder: used by ``decode`` and by ``encode`` on its own strings."""
+        import torch
+
+        t0 = time.perf_counter()
+        strings = {k: [_check_string(k, sections[k])] for k in SECTION_NAMES}
+        base = np.array(jpeg_decode(sections["jpeg"], w, h))
+        b = pad_to_multiple(image_to_tensor(base, self.device), self.model.stride)
+        out = self.model.decompress(strings, b, params["rate"], refine=params["refine"])
+        r_hat = out["r_hat"][..., :h, :w]
+        x_hat = out["x_hat"][..., :h, :w]
+        base_plus = tensor_to_image(x_hat)
+        inter = {
+            "jpeg_base": base,
+            "residual_decoded": np.ascontiguousarray(
+                r_hat.clamp(-1, 1).squeeze(0).permute(1, 2, 0).float().cpu().numpy()),
+            "base_plus_residual": base_plus,
+        }
+        if params["refine"]:
+            inter["refined"] = tensor_to_image(out["x_refined"][..., :h, :w])
+            final = inter["refined"]
+        else:
+            final = base_plus
+        inter["reconstruction"] = final
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        ms = (time.perf_counter() - t0) * 1e3
+        rate = torch.tensor([params["rate"]])
+        info = {
+            "weights": self.weights_name,
+            "device": self.device_name,
+            "lambda": float(self.model.lambda_for_rate(rate)[0]),
+            "latent_shape": tuple(self.model.latent_shapes(b.shape[-2], b.shape[-1])["y"]),
+        }
+        return CodecResult(self.name, dict(params), b"", dict(sections), final, w, h,
+                           intermediates=inter, info=info, decode_ms=ms)

@@ -1,0 +1,130 @@
+"""HyRES model: the learned residual codec on top of a JPEG base, plus the refinement filter.
+
+.. code-block:: none
+
+            x ──┬──────────────────────────────────────────────────────┐ (encoder only)
+                ▼                                                      │
+    base ──► r = x − base ─► ·s ─┐                                      │
+      │                          ├─► g_a ─► y ─► ·g(t) ─► LC ─► ·g⁻¹(t) ─► g_s ─► /s ─► r̂
+      └──────── (side info) ─────┘                                              │
+      └────────────────────────────────────────────────────────────► + ◄───────┘
+                                                                     │
+                                                           x̂ = base + r̂ ─► MultiScaleRefine ─► x̃
+
+``base`` is the JPEG decode of ``x`` (both sides have it). With ``Config.base_side_info`` the
+analysis transform sees it beside the residual, so it can spend bits where the base is poor;
+the decoder does not need it there. ``LC`` is the hyperprior + checkerboard latent codec of
+:mod:`.entropy`; ``g(t)``/``g⁻¹(t)`` the continuous-rate gains of :mod:`.rate`.
+The residual lies in [-1, 1]; ``s = Config.residual_gain`` scales it to a unit-ish range.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from compressai.models import CompressionModel
+from torch import Tensor
+
+from . import rate as rate_mod
+from .config import Config
+from .entropy import latent_codec
+from .refine import MultiScaleRefine
+from .transforms import Y_STRIDE, Z_STRIDE, analysis_transform, synthesis_transform
+
+__all__ = ["HybridModel", "SECTION_NAMES"]
+
+# Bitstream sections of the residual, in coding order (besides "jpeg").
+SECTION_NAMES = ("hyper", "anchor", "nonanchor")
+
+
+class HybridModel(CompressionModel):
+    """Residual codec + refinement of the HyRES hybrid codec, built from a :class:`Config`."""
+
+    stride = Y_STRIDE * Z_STRIDE
+
+    def __init__(self, config: Config | None = None):
+        super().__init__()
+        self.config = cfg = config if config is not None else Config()
+        self.g_a = analysis_transform(cfg)
+        self.g_s = synthesis_transform(cfg)
+        self.latent_codec = latent_codec(cfg)
+        self.rate_gain = rate_mod.RateGain(cfg.M, cfg.rate_points, cfg.gain_span)
+        self.refine = MultiScaleRefine(cfg.refine_channels)
+
+    # -- rate knob ----------------------------------------------------------------------------
+    def lambda_for_rate(self, rate: Tensor) -> Tensor:
+        return rate_mod.lambda_for_rate(rate, self.config.lambda_min, self.config.lambda_max)
+
+    def rate_for_lambda(self, lam: float) -> float:
+        return rate_mod.rate_for_lambda(lam, self.config.lambda_min, self.config.lambda_max)
+
+    def _rates(self, rate: Any, n: int, device) -> Tensor:
+        rate = torch.as_tensor(rate, dtype=torch.float32, device=device).reshape(-1)
+        if rate.numel() == 1:
+            rate = rate.expand(n)
+        if rate.numel() != n:
+            raise ValueError(f"rate has {rate.numel()} values for a batch of {n}")
+        return rate
+
+    # -- transforms ---------------------------------------------------------------------------
+    def _analysis(self, x: Tensor, base: Tensor) -> Tensor:
+        r = (x - base) * self.config.residual_gain
+        inp = torch.cat([r, base - 0.5], dim=1) if self.config.base_side_info else r
+        return self.g_a(inp)
+
+    def _synthesis(self, y_hat: Tensor, base: Tensor, refine: bool) -> dict[str, Tensor]:
+        r_hat = self.g_s(y_hat) / self.config.residual_gain
+        x_hat = base + r_hat
+        out = {"r_hat": r_hat, "x_hat": x_hat}
+        if refine:
+            out["x_refined"] = self.refine(x_hat.clamp(0, 1))
+        return out
+
+    # -- training -----------------------------------------------------------------------------
+    def forward(self, x: Tensor, rate: Tensor, base: Tensor | None = None) -> dict[str, Any]:
+        """Training pass: ``x``, ``base`` ``(N, 3, H, W)`` in [0, 1], ``rate`` ``(N,)`` in [0, 1].
+
+        Returns ``x_hat`` (base + decoded residual, STE-quantised latents), ``x_refined``
+        (refined ``x_hat``), ``r_hat`` and per-symbol ``likelihoods`` of ``y`` and ``z``.
+        """
+        if base is None:
+            raise ValueError("the hybrid model needs base= (the JPEG decode of x)")
+        gain, inverse = self.rate_gain(self._rates(rate, x.shape[0], x.device))
+        y = self._analysis(x, base)
+        out = self.latent_codec(y * gain)
+        result = self._synthesis(out["y_hat"] * inverse, base, refine=True)
+        result["likelihoods"] = out["likelihoods"]
+        return result
+
+    # -- entropy coding (used by HybridCodec) -----------------------------------------------
+    def latent_shapes(self, height: int, width: int) -> dict[str, tuple[int, int]]:
+        """Shapes of ``y`` (C, H, W) and ``z`` (H, W) for a padded ``height`` x ``width`` (multiples of stride)."""
+        if height % self.stride or width % self.stride:
+            raise ValueError(f"{width}x{height} is not a multiple of the stride {self.stride}")
+        return {"y": (self.config.M, height // Y_STRIDE, width // Y_STRIDE),
+                "hyper": (height // self.stride, width // self.stride)}
+
+    @torch.no_grad()
+    def compress(self, x: Tensor, base: Tensor, rate: float) -> dict[str, list[bytes]]:
+        """Entropy-code the residual of ``x`` over ``base``: one string per section and image."""
+        gain, _ = self.rate_gain(self._rates(rate, x.shape[0], x.device))
+        y = self._analysis(x, base)
+        out = self.latent_codec.compress(y * gain)
+        anchor, nonanchor, hyper = out["strings"]
+        return {"hyper": list(hyper), "anchor": list(anchor), "nonanchor": list(nonanchor)}
+
+    @torch.no_grad()
+    def decompress(self, strings: dict[str, list[bytes]], base: Tensor, rate: float,
+                   refine: bool = True) -> dict[str, Tensor]:
+        """Decode the residual over ``base`` (padded to the stride); returns ``r_hat``, ``x_hat``
+        and, with ``refine``, ``x_refined``. String counts must match ``base``'s batch."""
+        n, _, height, width = base.shape
+        for name in SECTION_NAMES:
+            if len(strings[name]) != n:
+                raise ValueError(f"{len(strings[name])} {name} strings for a batch of {n}")
+        shapes = self.latent_shapes(height, width)
+        _, inverse = self.rate_gain(self._rates(rate, n, base.device))
+        out = self.latent_codec.decompress(
+            [strings["anchor"], strings["nonanchor"], strings["hyper"]], shapes)
+        return self._synthesis(out["y_hat"] * inverse, base, refine)

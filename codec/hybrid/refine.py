@@ -1,0 +1,77 @@
+"""MultiScaleRefine: a light post-filter on base + decoded residual.
+
+Three branches see the image at full, 1/2 and 1/4 resolution (strided convolutions; the
+coarse ones reach across 8x8 JPEG blocks cheaply), are fused, re-weighted by channel attention
+(squeeze-excitation, Hu et al. 2018, "Squeeze-and-Excitation Networks") and spatial attention
+(the pooled-map gate of Woo et al. 2018, "CBAM"), and a last convolution predicts a correction
+added to the input. That convolution starts at zero, so an untrained refiner is the identity
+and switching refinement on never hurts before it is trained.
+
+.. code-block:: none
+
+    x ─► conv ─┬─► conv ──────────────────────────┐
+               ├─► conv↓2 ─► conv ──────── ↑2 ──────┤ concat ─► 1x1 ─► SE ─► SA ─► conv(0-init) ─► + x
+               └────────────► conv↓2 ─► conv ─ ↑4 ─┘
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = ["MultiScaleRefine", "SqueezeExcite", "SpatialAttention"]
+
+
+class SqueezeExcite(nn.Module):
+    def __init__(self, channels: int, reduction: int = 4):
+        super().__init__()
+        hidden = max(1, channels // reduction)
+        self.fc = nn.Sequential(
+            nn.Conv2d(channels, hidden, 1), nn.ReLU(inplace=True), nn.Conv2d(hidden, channels, 1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * torch.sigmoid(self.fc(x.mean(dim=(2, 3), keepdim=True)))
+
+
+class SpatialAttention(nn.Module):
+    def __init__(self, kernel: int = 7):
+        super().__init__()
+        self.conv = nn.Conv2d(2, 1, kernel, padding=kernel // 2)
+
+    def forward(self, x: Tensor) -> Tensor:
+        pooled = torch.cat([x.mean(dim=1, keepdim=True), x.amax(dim=1, keepdim=True)], dim=1)
+        return x * torch.sigmoid(self.conv(pooled))
+
+
+def _conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride=stride, padding=1), nn.LeakyReLU(0.1, inplace=True))
+
+
+class MultiScaleRefine(nn.Module):
+    """``(N, 3, H, W)`` image in [0, 1] → refined image (input + learned correction)."""
+
+    def __init__(self, channels: int = 24):
+        super().__init__()
+        c = channels
+        self.head = _conv(3, c)
+        self.branch_full = _conv(c, c)
+        self.branch_half = nn.Sequential(_conv(c, c, 2), _conv(c, c))
+        self.branch_quarter = nn.Sequential(_conv(c, c, 2), _conv(c, c))
+        self.fuse = nn.Sequential(nn.Conv2d(3 * c, c, 1), nn.LeakyReLU(0.1, inplace=True))
+        self.channel_attention = SqueezeExcite(c)
+        self.spatial_attention = SpatialAttention()
+        self.tail = nn.Conv2d(c, 3, 3, padding=1)
+        nn.init.zeros_(self.tail.weight)
+        nn.init.zeros_(self.tail.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        size = x.shape[-2:]
+        f = self.head(x)
+        half = self.branch_half(f)
+        quarter = self.branch_quarter(half)
+        up = lambda t: F.interpolate(t, size=size, mode="bilinear", align_corners=False)  # noqa: E731
+        g = self.fuse(torch.cat([self.branch_full(f), up(half), up(quarter)], dim=1))
+        g = self.spatial_attention(self.channel_attention(g))
+        return x + self.tail(g)

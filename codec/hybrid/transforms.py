@@ -1,0 +1,91 @@
+"""Analysis, synthesis and hyper transforms of the residual codec.
+
+Residual blocks with GDN as in Cheng et al. 2020, "Learned Image Compression with Discretized
+Gaussian Mixture Likelihoods and Attention Modules" (CVPR 2020), narrowed for CPU speed: the
+half-resolution stage has N/2 channels (it dominates the cost) and a single
+``AttentionBlock`` per transform sits at 1/16 resolution, where it is cheap.
+
+.. code-block:: none
+
+    g_a: [r·s ⊕ base] ─► RBs(1/2, N/2) ─► RBs(1/4, N) ─► RB ─► RBs(1/8, N) ─► RB ─► conv(1/16, M) ─► Attn ─► y
+    g_s: ŷ ─► Attn ─► RB(M→N) ─► RBU(1/8) ─► RB ─► RBU(1/4) ─► RBU(1/2, N/2) ─► subpel(1/1, 3) ─► r̂·s
+    h_a: y·g ─► conv ─► conv↓2 ─► conv↓2 ─► z          (stride 64 in all)
+    h_s: ẑ ─► conv ─► subpel↑2 ─► subpel↑2 ─► conv ─► hyper params (2M)
+"""
+
+from __future__ import annotations
+
+import torch.nn as nn
+from compressai.layers import (
+    AttentionBlock,
+    ResidualBlock,
+    ResidualBlockUpsample,
+    ResidualBlockWithStride,
+    conv3x3,
+    subpel_conv3x3,
+)
+
+from .config import Config
+
+__all__ = ["analysis_transform", "synthesis_transform", "hyper_analysis", "hyper_synthesis",
+           "Y_STRIDE", "Z_STRIDE"]
+
+Y_STRIDE = 16  # four stride-2 stages
+Z_STRIDE = 4   # the hyper transform's extra down-sampling
+
+
+def analysis_transform(cfg: Config) -> nn.Sequential:
+    """Residual (and, with ``base_side_info``, the JPEG base) → latent ``y`` at stride 16."""
+    n, m, half = cfg.N, cfg.M, cfg.N // 2
+    in_ch = 6 if cfg.base_side_info else 3
+    layers = [
+        ResidualBlockWithStride(in_ch, half, stride=2),
+        ResidualBlockWithStride(half, n, stride=2),
+        ResidualBlock(n, n),
+        ResidualBlockWithStride(n, n, stride=2),
+        ResidualBlock(n, n),
+        conv3x3(n, m, stride=2),
+    ]
+    if cfg.attention:
+        layers.append(AttentionBlock(m))
+    return nn.Sequential(*layers)
+
+
+def synthesis_transform(cfg: Config) -> nn.Sequential:
+    """Latent ``ŷ`` → scaled residual at full resolution (no output non-linearity: it is signed)."""
+    n, m, half = cfg.N, cfg.M, cfg.N // 2
+    layers = [AttentionBlock(m)] if cfg.attention else []
+    layers += [
+        ResidualBlock(m, n),
+        ResidualBlockUpsample(n, n, 2),
+        ResidualBlock(n, n),
+        ResidualBlockUpsample(n, n, 2),
+        ResidualBlockUpsample(n, half, 2),
+        subpel_conv3x3(half, 3, 2),
+    ]
+    return nn.Sequential(*layers)
+
+
+def hyper_analysis(cfg: Config) -> nn.Sequential:
+    m, h = cfg.M, cfg.hyper_channels
+    return nn.Sequential(
+        conv3x3(m, h),
+        nn.LeakyReLU(inplace=True),
+        conv3x3(h, h, stride=2),
+        nn.LeakyReLU(inplace=True),
+        conv3x3(h, h, stride=2),
+    )
+
+
+def hyper_synthesis(cfg: Config) -> nn.Sequential:
+    """ẑ → per-position hyper parameters for ``y`` (2M channels, fed to the entropy parameters)."""
+    m, h = cfg.M, cfg.hyper_channels
+    return nn.Sequential(
+        conv3x3(h, h),
+        nn.LeakyReLU(inplace=True),
+        subpel_conv3x3(h, h, 2),
+        nn.LeakyReLU(inplace=True),
+        subpel_conv3x3(h, m, 2),
+        nn.LeakyReLU(inplace=True),
+        conv3x3(m, 2 * m),
+    )

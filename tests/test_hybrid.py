@@ -1,0 +1,315 @@
+"""HyRES hybrid codec: bit-exact round trips, sections, checkerboard causality, rate knob, contract."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from codec import container, registry
+from codec.errors import BitstreamError, ParameterError
+from codec.hybrid import SECTION_NAMES, Config, HybridCodec, Model
+from codec.hybrid.rate import RateGain
+
+RESIDUAL_SECTIONS = SECTION_NAMES  # hyper, anchor, nonanchor
+
+
+@pytest.fixture(scope="module")
+def codec() -> HybridCodec:
+    return HybridCodec(weights="random", config=Config.tiny(), device="cpu")
+
+
+def _repack(bitstream: bytes, **changes) -> bytes:
+    c = container.unpack(bitstream)
+    return container.pack(dataclasses.replace(c, **changes))
+
+
+# -- round trip -------------------------------------------------------------------------------
+@pytest.mark.parametrize("size", [(1, 1), (7, 13), (65, 33), (96, 40)], ids=lambda s: f"{s[0]}x{s[1]}")
+def test_round_trip_is_bit_exact(codec, photo, size):
+    h, w = size
+    image = np.ascontiguousarray(photo[:h, :w])
+    enc = codec.encode(image, base_quality=40, rate=0.7)
+    dec = codec.decode(enc.bitstream)
+    assert dec.image.shape == (h, w, 3) and dec.image.dtype == np.uint8
+    assert np.array_equal(dec.image, enc.image)
+    for name in ("jpeg_base", "base_plus_residual", "refined", "reconstruction"):
+        assert enc.intermediates[name].dtype == np.uint8 and enc.intermediates[name].shape == (h, w, 3)
+        assert np.array_equal(dec.intermediates[name], enc.intermediates[name]), name
+    assert np.array_equal(dec.intermediates["residual_decoded"], enc.intermediates["residual_decoded"])
+    res = enc.intermediates["residual"]
+    assert res.dtype == np.float32 and res.shape == (h, w, 3) and np.abs(res).max() <= 1
+    assert np.allclose(res, (image / 255.0 - enc.intermediates["jpeg_base"] / 255.0), atol=1e-6)
+    assert "residual" not in dec.intermediates  # the true residual exists on the encoder side only
+    assert set(enc.sections) == {"jpeg", *RESIDUAL_SECTIONS}
+    assert enc.info["weights"] == "random-init"
+    assert enc.encode_ms > 0 and enc.decode_ms > 0
+
+
+def test_registry_knows_hybrid_and_refuses_other_random_config(codec, photo):
+    assert registry.entry("hybrid").codec_id == 2 and registry.entry("hybrid").learned
+    enc = codec.encode(photo[:16, :16], base_quality=20, rate=0.1)
+    # decode_bitstream builds the default config; the tiny random-init id must not match it.
+    with pytest.raises(BitstreamError, match="configuration"):
+        registry.decode_bitstream(enc.bitstream, device="cpu")
+
+
+def test_bad_encode_parameters_raise(codec, photo):
+    with pytest.raises(ParameterError):
+        codec.encode(photo, rate=1.5)
+    with pytest.raises(ParameterError):
+        codec.encode(photo, base_quality=0)
+    with pytest.raises(ParameterError):
+        codec.encode(photo, subsampling="4:1:1")
+
+
+def test_sweep_points_rise_in_both_knobs(codec):
+    points = codec.sweep_points()
+    assert len(points) >= 6
+    qs = [p["base_quality"] for p in points]
+    rs = [p["rate"] for p in points]
+    assert qs == sorted(qs) and rs == sorted(rs) and rs[0] == 0.0 and rs[-1] == 1.0
+
+
+# -- sections ---------------------------------------------------------------------------------
+def test_each_section_carries_its_own_information(codec, photo, rng):
+    a = codec.encode(photo[:64, :64], base_quality=30, rate=0.5)
+    noise = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    other = dict(codec.encode(noise, base_quality=5, rate=1.0).sections)
+    # an untrained hyper analysis maps every image to the same z, so code a different z directly
+    eb = codec.model.latent_codec["hyper"].entropy_bottleneck
+    other["hyper"] = eb.compress(torch.full((1, codec.config.hyper_channels, 1, 1), 3.0))[0]
+    ca = container.unpack(a.bitstream)
+    for name in RESIDUAL_SECTIONS:
+        assert other[name] != a.sections[name]
+        swapped = dict(ca.sections)
+        swapped[name] = other[name]
+        dec = codec.decode(_repack(a.bitstream, sections=swapped))
+        assert not np.array_equal(dec.intermediates["residual_decoded"], a.intermediates["residual_decoded"]), name
+        # the JPEG base never depends on the residual sections
+        assert np.array_equal(dec.intermediates["jpeg_base"], a.intermediates["jpeg_base"])
+
+
+@pytest.mark.parametrize("name", ["jpeg", *RESIDUAL_SECTIONS])
+def test_corrupt_or_missing_section_fails_cleanly(codec, photo, name):
+    enc = codec.encode(photo[:40, :56], base_quality=50, rate=0.3)
+    c = container.unpack(enc.bitstream)
+    # a flipped payload byte is caught by the section CRC
+    raw = bytearray(enc.bitstream)
+    offset = len(enc.bitstream) - sum(len(p) for p in c.sections.values())
+    for other, payload in c.sections.items():
+        if other == name:
+            raw[offset + len(payload) // 2] ^= 0x5A
+            break
+        offset += len(payload)
+    with pytest.raises(BitstreamError, match=name):
+        codec.decode(bytes(raw))
+    # a missing section
+    sections = {k: v for k, v in c.sections.items() if k != name}
+    with pytest.raises(BitstreamError, match=name):
+        codec.decode(_repack(enc.bitstream, sections=sections))
+    # a section with a valid CRC but an impossible length
+    sections = dict(c.sections)
+    sections[name] = sections[name][:5]
+    with pytest.raises(BitstreamError):
+        codec.decode(_repack(enc.bitstream, sections=sections))
+
+
+@pytest.mark.parametrize("params", [
+    {"base_quality": 0, "rate": 0.5, "refine": True, "subsampling": "4:2:0"},
+    {"base_quality": 30, "rate": 1.5, "refine": True, "subsampling": "4:2:0"},
+    {"base_quality": 30, "rate": float("nan"), "refine": True, "subsampling": "4:2:0"},
+    {"base_quality": 30, "rate": 0.5, "refine": True, "subsampling": "4:1:1"},
+    {"base_quality": 30, "rate": 0.5, "refine": True, "subsampling": "4:2:0", "extra": 1},
+])
+def test_bad_parameters_in_bitstream_fail_cleanly(codec, photo, params):
+    enc = codec.encode(photo[:16, :24])
+    with pytest.raises(BitstreamError):
+        codec.decode(_repack(enc.bitstream, params=params))
+
+
+def test_wrong_image_size_in_header_fails_cleanly(codec, photo):
+    enc = codec.encode(photo[:16, :24])
+    with pytest.raises(BitstreamError):
+        codec.decode(_repack(enc.bitstream, width=200, height=100))
+
+
+# -- checkerboard -----------------------------------------------------------------------------
+def _checkerboard(model):
+    return model.latent_codec["y"]
+
+
+def _anchor_mask(shape):
+    h, w = shape[-2:]
+    ii, jj = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    return ((ii + jj) % 2 == 0).expand(shape)  # anchor_parity "even"
+
+
+def test_checkerboard_coding_anchor_parameters_ignore_non_anchors(codec):
+    cb = _checkerboard(codec.model)
+    m = codec.config.M
+    g = torch.Generator().manual_seed(0)
+    side = torch.randn(1, 2 * m, 8, 8, generator=g)
+    y1 = torch.randn(1, m, 8, 8, generator=g) * 4
+    anchors = _anchor_mask(y1.shape)
+    y_non = torch.where(anchors, y1, y1 + 7.0)  # non-anchors changed
+    y_anc = torch.where(anchors, y1 + 7.0, y1)  # anchors changed
+
+    def params_of(y):
+        seen = []
+        hook = cb.entropy_parameters.register_forward_hook(lambda mod, i, o: seen.append(o.clone()))
+        try:
+            out = cb.compress(y, side)
+        finally:
+            hook.remove()
+        assert len(seen) == 2  # one pass per half: each symbol coded once
+        return seen, out
+
+    (p1, o1), (p2, o2), (p3, o3) = params_of(y1), params_of(y_non), params_of(y_anc)
+    assert torch.equal(p1[0], p2[0]) and o1["strings"][0] == o2["strings"][0]
+    assert not torch.equal(p1[1], p2[1]) or o1["strings"][1] != o2["strings"][1]
+    # and the test can fail: anchors do drive the non-anchor parameters
+    assert torch.equal(p1[0], p3[0]) and not torch.equal(p1[1], p3[1])
+
+
+def test_checkerboard_training_pass_is_causal():
+    torch.manual_seed(0)
+    model = Model(Config.tiny()).train()
+    cb = _checkerboard(model)
+    m = model.config.M
+    y = (torch.randn(1, m, 8, 8) * 3).requires_grad_(True)
+    side = torch.randn(1, 2 * m, 8, 8)
+    lik = cb(y, side)["likelihoods"]["y"]
+    anchors = _anchor_mask(y.shape)
+    (grad_a,) = torch.autograd.grad(torch.log(lik)[anchors].sum(), y, retain_graph=True)
+    assert torch.all(grad_a[~anchors] == 0) and grad_a[anchors].abs().sum() > 0
+    (grad_n,) = torch.autograd.grad(torch.log(lik)[~anchors].sum(), y)
+    assert grad_n[anchors].abs().sum() > 0  # non-anchors do see the anchors
+
+
+def test_decoded_anchors_do_not_depend_on_nonanchor_section(codec, photo):
+    a = codec.encode(photo[:64, :64], rate=0.8)
+    b = codec.encode(photo[32:96, 64:128], rate=0.8)
+    assert a.sections["nonanchor"] != b.sections["nonanchor"]
+    lc = codec.model.latent_codec
+    shapes = codec.model.latent_shapes(64, 64)
+    strings = lambda nonanchor: [[a.sections["anchor"]], [nonanchor], [a.sections["hyper"]]]  # noqa: E731
+    with torch.no_grad():
+        ya = lc.decompress(strings(a.sections["nonanchor"]), shapes)["y_hat"]
+        yb = lc.decompress(strings(b.sections["nonanchor"]), shapes)["y_hat"]
+    anchors = _anchor_mask(ya.shape)
+    assert torch.equal(ya[anchors], yb[anchors])
+    assert not torch.equal(ya[~anchors], yb[~anchors])
+
+
+# -- refinement -------------------------------------------------------------------------------
+def test_refine_off_is_base_plus_residual(codec, photo):
+    image = photo[:48, :80]
+    off = codec.encode(image, base_quality=25, rate=0.6, refine=False)
+    on = codec.encode(image, base_quality=25, rate=0.6, refine=True)
+    assert "refined" not in off.intermediates
+    assert np.array_equal(off.image, off.intermediates["base_plus_residual"])
+    base = off.intermediates["jpeg_base"].astype(np.float32) / np.float32(255.0)
+    expected = np.round(np.clip(base + off.intermediates["residual_decoded"], 0, 1) * 255).astype(np.uint8)
+    assert np.abs(expected.astype(int) - off.image.astype(int)).max() <= 1
+    # the refiner is decoder-side only: the residual sections are the same bytes
+    assert all(off.sections[k] == on.sections[k] for k in off.sections)
+    # an untrained refiner is the identity (zero-initialised last convolution)
+    assert np.array_equal(on.image, off.image)
+
+
+def test_refine_changes_the_image_once_trained(photo):
+    codec = HybridCodec(weights="random", config=Config.tiny(), device="cpu")
+    with torch.no_grad():
+        codec.model.refine.tail.bias.fill_(0.05)
+    off = codec.encode(photo[:32, :32], refine=False)
+    on = codec.encode(photo[:32, :32], refine=True)
+    assert not np.array_equal(on.image, off.image)
+    assert np.array_equal(on.intermediates["base_plus_residual"], off.image)
+    assert np.array_equal(codec.decode(on.bitstream).image, on.image)
+
+
+# -- rate knob --------------------------------------------------------------------------------
+def test_gain_is_strictly_monotone_in_rate_for_any_parameters():
+    torch.manual_seed(3)
+    rg = RateGain(channels=5, points=4, span=4.0)
+    rates = torch.linspace(0, 1, 41)
+    for trial in range(3):
+        if trial:  # arbitrary "trained" parameters keep the guarantee
+            with torch.no_grad():
+                for p in rg.parameters():
+                    p.add_(torch.randn_like(p) * 3)
+        gain, inverse = rg(rates)
+        g = gain[:, :, 0, 0]
+        assert torch.all(g[1:] > g[:-1]), "a larger rate must mean a larger gain on every channel"
+        assert gain.shape == inverse.shape == (41, 5, 1, 1)
+
+
+def test_rate_knob_moves_the_residual_bytes(codec, photo):
+    image = photo[:64, :96]
+    lo = codec.encode(image, base_quality=30, rate=0.0)
+    hi = codec.encode(image, base_quality=30, rate=1.0)
+    assert lo.sections["jpeg"] == hi.sections["jpeg"]  # the two knobs are independent
+    assert lo.sections["anchor"] != hi.sections["anchor"]
+
+
+def test_lambda_mapping(codec):
+    model = codec.model
+    lam = model.lambda_for_rate(torch.tensor([0.0, 0.5, 1.0]))
+    assert torch.allclose(lam, torch.tensor([0.002, (0.002 * 0.045) ** 0.5, 0.045]), rtol=1e-5)
+    for t in (0.0, 0.3, 1.0):
+        assert abs(model.rate_for_lambda(float(model.lambda_for_rate(torch.tensor(t)))) - t) < 1e-5
+    assert model.rate_for_lambda(1.0) == 1.0 and model.rate_for_lambda(1e-6) == 0.0
+
+
+# -- model contract ---------------------------------------------------------------------------
+def test_forward_contract_and_gradients():
+    torch.manual_seed(0)
+    cfg = Config.tiny()
+    model = Model(cfg).train()
+    assert model.stride == 64
+    x = torch.rand(2, 3, 64, 128)
+    base = (x + 0.05 * torch.randn_like(x)).clamp(0, 1)
+    out = model(x, torch.tensor([0.1, 0.9]), base)
+    assert {"x_hat", "x_refined", "likelihoods"} <= set(out)
+    assert out["x_hat"].shape == out["x_refined"].shape == x.shape
+    assert set(out["likelihoods"]) == {"y", "z"}
+    bpp = sum(torch.log2(v).sum() for v in out["likelihoods"].values()) / (-2 * 64 * 128)
+    lam = model.lambda_for_rate(torch.tensor([0.1, 0.9]))
+    mse = ((out["x_refined"] - x) ** 2).mean(dim=(1, 2, 3))
+    loss = (lam * 255**2 * mse).mean() + bpp
+    loss.backward()
+    for name in ("g_a.0.conv1.weight", "g_s.6.0.weight", "rate_gain.log_gain0", "rate_gain.raw_steps",
+                 "rate_gain.inverse_correction", "latent_codec.y.context_prediction.weight",
+                 "latent_codec.y.entropy_parameters.0.weight", "latent_codec.hyper.h_a.0.weight",
+                 "latent_codec.hyper.h_s.6.weight", "latent_codec.hyper.entropy_bottleneck.matrices.0", "refine.tail.weight"):
+        grad = dict(model.named_parameters())[name].grad
+        assert grad is not None and grad.abs().sum() > 0, name
+    assert model.aux_loss().requires_grad
+    with pytest.raises(ValueError):
+        model(x, torch.tensor([0.5, 0.5]))
+
+
+def test_construction_is_deterministic_and_state_round_trips():
+    cfg = Config.tiny()
+    torch.manual_seed(7)
+    a = Model(cfg)
+    torch.manual_seed(7)
+    b = Model(cfg)
+    sa, sb = a.state_dict(), b.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    a.update(force=True)
+    c = Model(cfg)
+    c.load_state_dict(a.state_dict())  # resizes the CDF buffers
+    assert torch.equal(c.latent_codec["hyper"].entropy_bottleneck._quantized_cdf,
+                       a.latent_codec["hyper"].entropy_bottleneck._quantized_cdf)
+
+
+def test_config_validation():
+    with pytest.raises(ValueError):
+        Config(rate_points=1)
+    with pytest.raises(ValueError):
+        Config(context_kernel=4)
+    assert Config.tiny().N < Config().N
