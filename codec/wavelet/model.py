@@ -1,0 +1,152 @@
+"""The wavelet latent model: WeConv transforms, DWT latent split, progressive band coding.
+
+Data flow (shapes for an H x W input, H and W multiples of ``stride`` = 64)::
+
+    x ─g_a─▶ y (M, H/16) ──DWT──▶ LL, LH, HL, HH (M, H/32 each)
+             │
+             └─h_a─▶ z (N, H/64) ─EB─▶ ẑ ─h_s─▶ four initial context states (H/32)
+
+    LL:  progressive steps (ll_steps) ─▶ ŷ_LL ─▶ LL context encoder ─▶ ctx, gate α
+    LH, HL, HH (each): progressive steps (hf_steps), every step's μ/σ corrected by
+         α_b ⊙ cross-attention(queries: band state, keys/values: ctx)
+    ŷ = IDWT(ŷ_LL, ŷ_LH, ŷ_HL, ŷ_HH) ─g_s─▶ x̂
+
+Decoder-side causality is structural: the high bands see the LL only through ctx and α, which
+are functions of ŷ_LL; every step sees only the hyperprior state and earlier symbols. The stride
+is 64 because h_a halves y twice more (H/16 → H/64); that also keeps the DWT of y even-sized.
+References: Ballé et al. 2018 (hyperprior), Fu et al. 2024 (WeConvene), Li et al. 2025 (HPCM).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from compressai.entropy_models import EntropyBottleneck, GaussianConditional
+from compressai.models import CompressionModel
+
+from ..dwt import BANDS, HIGH_BANDS, dwt, idwt
+from .config import Config
+from .entropy import RansReader, RansWriter, TrainingIO
+from .gate import FrequencyGate
+from .ll_context import LLContextEncoder
+from .progressive import BandCoder
+from .quant import AdaptiveQuantizer
+from .weconv import AnalysisTransform, SynthesisTransform
+
+__all__ = ["Model"]
+
+
+class Model(CompressionModel):
+    """See the module docstring. Built as ``Model(config)``; ``forward`` is the training path."""
+
+    stride = 64
+
+    def __init__(self, config: Config = Config()):
+        super().__init__()
+        cfg = self.config = config
+        N, M, C = cfg.N, cfg.M, cfg.state_channels
+        self.g_a = AnalysisTransform(N, M, cfg.use_simple_weconv)
+        self.g_s = SynthesisTransform(N, M, cfg.use_simple_weconv)
+        self.h_a = nn.Sequential(
+            nn.Conv2d(M, N, 3, padding=1), nn.GELU(),
+            nn.Conv2d(N, N, 5, stride=2, padding=2), nn.GELU(),
+            nn.Conv2d(N, N, 5, stride=2, padding=2))
+        self.h_s = nn.Sequential(
+            nn.ConvTranspose2d(N, N, 5, stride=2, padding=2, output_padding=1), nn.GELU(),
+            nn.Conv2d(N, N, 3, padding=1), nn.GELU(),
+            nn.Conv2d(N, 4 * C, 3, padding=1))
+        self.entropy_bottleneck = EntropyBottleneck(N)
+        self.gaussian_conditional = GaussianConditional(None)
+        self.quantizer = AdaptiveQuantizer(M, cfg.use_adaptive_quant, cfg.delta_init, cfg.step_scale_init)
+        attn = dict(context_channels=cfg.context_channels, dim=cfg.attention_dim,
+                    heads=cfg.attention_heads, window=cfg.window)
+        self.bands = nn.ModuleDict({"LL": BandCoder(M, C, cfg.ll_steps)})
+        for b in HIGH_BANDS:
+            self.bands[b] = BandCoder(M, C, cfg.hf_steps, cfg.skip_s3_for_hf, attention=attn)
+        self.ll_context = LLContextEncoder(M, cfg.context_channels, cfg.attention_dim,
+                                           cfg.attention_heads, cfg.window)
+        self.gate = FrequencyGate(cfg.context_channels, M)
+
+    # -- rate knob ------------------------------------------------------------------------------
+    def lambda_for_rate(self, rate: torch.Tensor) -> torch.Tensor:
+        """λ trained for at knob value ``rate`` (log-linear, λ_min at 0 → λ_max at 1)."""
+        lo, hi = math.log(self.config.lambda_min), math.log(self.config.lambda_max)
+        return torch.exp(lo + torch.as_tensor(rate, dtype=torch.float32) * (hi - lo))
+
+    def rate_for_lambda(self, lam: float) -> float:
+        """Inverse of :meth:`lambda_for_rate`, clipped to [0, 1]."""
+        lo, hi = math.log(self.config.lambda_min), math.log(self.config.lambda_max)
+        return min(1.0, max(0.0, (math.log(lam) - lo) / (hi - lo)))
+
+    # -- shared pieces ----------------------------------------------------------------------------
+    def hyper_states(self, z_hat: torch.Tensor) -> dict[str, torch.Tensor]:
+        """ẑ → initial progressive state of each band."""
+        return dict(zip(BANDS, self.h_s(z_hat).chunk(4, dim=1)))
+
+    def code_bands(self, states: dict[str, torch.Tensor], deltas: dict[str, torch.Tensor], io,
+                   y: dict[str, torch.Tensor] | None = None, trace: list | None = None):
+        """Run the band coders in decoding order (LL, then LH, HL, HH).
+
+        Returns ``(ŷ per band, gate per high band)``. ``y`` (encoder side) is only handed to
+        ``io``; nothing that computes entropy parameters ever reads it.
+        """
+        yb = y or {}
+        yhat = {"LL": self.bands["LL"].run("LL", states["LL"], deltas["LL"], io, yb.get("LL"), trace=trace)}
+        context = self.ll_context(yhat["LL"])
+        gates = self.gate(context)
+        for b in HIGH_BANDS:
+            yhat[b] = self.bands[b].run(b, states[b], deltas[b], io, yb.get(b), context=context,
+                                        gate=gates[b], trace=trace)
+        return yhat, gates
+
+    def _check_size(self, x: torch.Tensor):
+        h, w = x.shape[-2:]
+        if h % self.stride or w % self.stride:
+            raise ValueError(f"input {h}x{w} is not a multiple of the model stride {self.stride}")
+
+    # -- training -------------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor, rate: torch.Tensor, base=None) -> dict:
+        """Training/validation pass with straight-through ŷ (see quant.py)."""
+        self._check_size(x)
+        rate = torch.as_tensor(rate, dtype=x.dtype, device=x.device).reshape(-1).expand(x.shape[0])
+        y = self.g_a(x)
+        z = self.h_a(y)
+        z_hat, z_likelihoods = self.entropy_bottleneck(z)
+        deltas = self.quantizer.steps(rate)
+        io = TrainingIO(noise=self.training)
+        yhat, gates = self.code_bands(self.hyper_states(z_hat), deltas, io, dict(zip(BANDS, dwt(y))))
+        x_hat = self.g_s(idwt(*(yhat[b] for b in BANDS)))
+        return {"x_hat": x_hat, "likelihoods": {"z": z_likelihoods, **io.likelihoods},
+                "deltas": deltas, "gates": gates}
+
+    # -- entropy coding -----------------------------------------------------------------------------
+    def compress(self, x: torch.Tensor, rate: float) -> dict:
+        """``x`` (1, 3, H, W), H and W multiples of ``stride`` → strings per section and y bands."""
+        self._check_size(x)
+        if x.shape[0] != 1:
+            raise ValueError("compress codes one image at a time")
+        y = self.g_a(x)
+        z = self.h_a(y)
+        z_string = self.entropy_bottleneck.compress(z)[0]
+        z_hat = self.entropy_bottleneck.decompress([z_string], z.shape[-2:])
+        deltas = self.quantizer.steps(torch.tensor([float(rate)], device=x.device))
+        writer = RansWriter(self.gaussian_conditional)
+        y_bands = dict(zip(BANDS, dwt(y)))
+        self.code_bands(self.hyper_states(z_hat), deltas, writer, y_bands)
+        return {"strings": {"hyper": z_string, **writer.strings()}, "y": y_bands}
+
+    def decompress(self, strings: dict[str, bytes], height: int, width: int, rate: float,
+                   trace: list | None = None) -> dict:
+        """Inverse of :meth:`compress` for a padded ``height x width`` image."""
+        if height % self.stride or width % self.stride or height <= 0 or width <= 0:
+            raise ValueError(f"{height}x{width} is not a positive multiple of {self.stride}")
+        z_size = (height // self.stride, width // self.stride)
+        z_hat = self.entropy_bottleneck.decompress([strings["hyper"]], z_size)
+        deltas = self.quantizer.steps(torch.tensor([float(rate)], device=z_hat.device))
+        reader = RansReader(self.gaussian_conditional, {b: strings[b] for b in BANDS})
+        yhat, gates = self.code_bands(self.hyper_states(z_hat), deltas, reader, trace=trace)
+        x_hat = self.g_s(idwt(*(yhat[b] for b in BANDS))).clamp(0, 1)
+        return {"x_hat": x_hat, "yhat": yhat, "gates": gates, "deltas": deltas}

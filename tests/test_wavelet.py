@@ -1,0 +1,226 @@
+"""Wavelet latent codec: round trips, decoder-side causality, adaptive quantisation, switches."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from codec import container, registry
+from codec.dwt import BANDS, HIGH_BANDS, dwt
+from codec.errors import BitstreamError
+from codec.wavelet import Config, Model, WaveletCodec
+from codec.wavelet.config import steps_layout
+from codec.wavelet.entropy import RansWriter
+from codec.wavelet.progressive import schedule
+
+
+@pytest.fixture(scope="module")
+def codec():
+    return WaveletCodec(weights="random", config=Config.tiny())
+
+
+def _image(rng, h, w):
+    return rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+# -- round trips -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("h, w", [(1, 1), (37, 53), (70, 40)])
+def test_round_trip_exact(codec, rng, h, w):
+    img = _image(rng, h, w)
+    enc = codec.encode(img, rate=0.4)
+    dec = codec.decode(enc.bitstream)
+    assert enc.image.shape == (h, w, 3) and enc.image.dtype == np.uint8
+    assert np.array_equal(enc.image, dec.image)
+    assert set(enc.sections) == {"hyper", *BANDS}
+    assert enc.info["bits_per_band"] == {s: 8 * len(p) for s, p in enc.sections.items()}
+    assert set(enc.info["delta"]) == set(BANDS) and set(enc.info["gate"]) == set(HIGH_BANDS)
+    hb, wb = -(-h // 32), -(-w // 32)
+    for b in BANDS:
+        for key in (f"y_{b}", f"yhat_{b}"):
+            assert enc.intermediates[key].shape == (hb, wb) and enc.intermediates[key].dtype == np.float32
+        np.testing.assert_array_equal(enc.intermediates[f"yhat_{b}"], dec.intermediates[f"yhat_{b}"])
+    assert np.array_equal(enc.intermediates["reconstruction"], enc.image)
+
+
+def test_registry_decodes_by_header(codec, photo):
+    enc = codec.encode(photo, rate=0.7)
+    dec = registry.decode_bitstream(enc.bitstream, config=Config.tiny())
+    assert dec.codec == "wavelet" and np.array_equal(dec.image, enc.image)
+    # a model of another configuration refuses the file instead of decoding garbage
+    with pytest.raises(BitstreamError):
+        registry.decode_bitstream(enc.bitstream, config=Config.tiny(N=12))
+
+
+def test_rate_knob_orders_bits(codec, photo):
+    low, high = codec.encode(photo, rate=0.0), codec.encode(photo, rate=1.0)
+    assert low.num_bytes < high.num_bytes
+    assert low.info["delta"]["LL"] > high.info["delta"]["LL"]
+
+
+@pytest.mark.parametrize("overrides", [
+    dict(use_adaptive_quant=False),
+    dict(use_simple_weconv=False),
+    dict(skip_s3_for_hf=True),
+    dict(attention_heads=4),
+    dict(attention_heads=16),
+    dict(ll_steps=1, hf_steps=1),
+])
+def test_switches_round_trip(rng, overrides):
+    c = WaveletCodec(weights="random", config=Config.tiny(**overrides))
+    img = _image(rng, 45, 70)
+    enc = c.encode(img, rate=0.5)
+    assert np.array_equal(c.decode(enc.bitstream).image, enc.image)
+
+
+# -- bad input -------------------------------------------------------------------------------------
+def _repack(bitstream, sections=None, params=None):
+    c = container.unpack(bitstream)
+    return container.pack(dataclasses.replace(
+        c, sections=c.sections if sections is None else sections,
+        params=c.params if params is None else params))
+
+
+def test_bad_bitstreams_fail_cleanly(codec, rng):
+    enc = codec.encode(_image(rng, 40, 40))
+    s = dict(enc.sections)
+    bad = [
+        {k: v for k, v in s.items() if k != "HL"},              # missing band
+        {**s, "extra": b"\x00" * 8},                            # unknown section
+        {**s, "LH": b"\x01\x02\x03"},                           # not a rANS stream
+    ]
+    for sections in bad:
+        with pytest.raises(BitstreamError):
+            codec.decode(_repack(enc.bitstream, sections=sections))
+    for params in ({"rate": 1.5}, {"rate": "high"}, {"rate": 0.5, "band": 1}):
+        with pytest.raises(BitstreamError):
+            codec.decode(_repack(enc.bitstream, params=params))
+
+
+# -- progressive schedule --------------------------------------------------------------------------
+@pytest.mark.parametrize("steps", [1, 2, 3, 4, 5, 6, 8, 10])
+@pytest.mark.parametrize("skip", [False, True])
+def test_schedule_partitions_every_symbol_once(steps, skip):
+    if skip and steps_layout(steps)[0] > 4:
+        pytest.skip("skip_s3 allows at most 4 spatial stages")
+    masks = [s.mask for s in schedule(7, 9, 4, steps, skip)]
+    assert len(masks) == steps
+    assert torch.equal(torch.stack(masks).sum(0), torch.ones(1, 4, 7, 9, dtype=torch.long))
+
+
+# -- decoder-side causality ------------------------------------------------------------------------
+class _Feed:
+    """Symbol io that hands out given symbols (as a decoder would after reading them)."""
+
+    def __init__(self, symbols):
+        self.symbols = symbols
+
+    def code(self, band, t, y, mu, sigma, delta, mask):
+        return self.symbols[band]
+
+
+@pytest.fixture(scope="module")
+def setup(codec):
+    m = codec.model
+    x = torch.rand(1, 3, 128, 192, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        y = m.g_a(x)
+        states = m.hyper_states(torch.round(m.h_a(y)))
+    deltas = m.quantizer.steps(torch.tensor([0.5]))
+    g = torch.Generator().manual_seed(4)
+    symbols = {b: torch.randint(-3, 4, states[b].shape[:1] + (m.config.M,) + states[b].shape[2:],
+                                generator=g).float() for b in BANDS}
+    return m, states, deltas, symbols, dict(zip(BANDS, dwt(y)))
+
+
+def _trace(m, states, deltas, io, y=None):
+    trace = []
+    with torch.no_grad():
+        m.code_bands(states, deltas, io, y, trace=trace)
+    return trace
+
+
+def _same(a, b):
+    return torch.equal(a[2], b[2]) and torch.equal(a[3], b[3])
+
+
+@pytest.mark.parametrize("band, step", [("LL", 0), ("LL", 5), ("LL", 9), ("LH", 1), ("HL", 0), ("HH", 2)])
+def test_later_symbols_never_change_earlier_parameters(setup, band, step):
+    m, states, deltas, symbols, _ = setup
+    ref = _trace(m, states, deltas, _Feed(symbols))
+    pos = next(i for i, e in enumerate(ref) if e[:2] == (band, step))
+    changed = {b: s.clone() for b, s in symbols.items()}
+    changed[band][ref[pos][4]] += 5  # every symbol of that one step
+    new = _trace(m, states, deltas, _Feed(changed))
+    assert [e[:2] for e in new] == [e[:2] for e in ref]
+    for i in range(pos + 1):  # earlier steps and the step itself: parameters unchanged
+        assert _same(ref[i], new[i]), ref[i][:2]
+    later_in_band = [i for i in range(pos + 1, len(ref)) if ref[i][0] == band]
+    if later_in_band:  # and the context really is used
+        assert not all(_same(ref[i], new[i]) for i in later_in_band)
+    if band != "LL":  # high bands are independent of each other
+        for i in range(pos + 1, len(ref)):
+            if ref[i][0] != band:
+                assert _same(ref[i], new[i]), ref[i][:2]
+
+
+def test_high_bands_depend_on_decoded_ll_only(setup):
+    m, states, deltas, symbols, y = setup
+    # a changed decoded LL symbol changes the first parameters of every high band
+    ref = _trace(m, states, deltas, _Feed(symbols))
+    changed = dict(symbols, LL=symbols["LL"].clone())
+    changed["LL"][0, 0, 0, 0] += 4
+    new = _trace(m, states, deltas, _Feed(changed))
+    for b in HIGH_BANDS:
+        i = next(i for i, e in enumerate(ref) if e[:2] == (b, 0))
+        assert not _same(ref[i], new[i]), b
+
+    # moving y_LL towards its reconstruction (less than half a step) changes nothing coded
+    w1 = RansWriter(m.gaussian_conditional)
+    trace1, trace2 = [], []
+    with torch.no_grad():
+        yhat, _ = m.code_bands(states, deltas, w1, y, trace=trace1)
+    y2 = dict(y, LL=0.6 * y["LL"] + 0.4 * yhat["LL"])
+    assert not torch.equal(y2["LL"], y["LL"])
+    w2 = RansWriter(m.gaussian_conditional)
+    with torch.no_grad():
+        m.code_bands(states, deltas, w2, y2, trace=trace2)
+    assert len(trace1) == len(trace2) and all(_same(a, b) for a, b in zip(trace1, trace2))
+    assert w1.strings() == w2.strings()
+
+
+# -- training contract -----------------------------------------------------------------------------
+def test_forward_gradients_reach_delta():
+    torch.manual_seed(0)
+    model = Model(Config.tiny()).train()
+    x = torch.rand(2, 3, 64, 128)
+    rate = torch.tensor([0.2, 0.9])
+    out = model(x, rate)
+    assert out["x_hat"].shape == x.shape
+    assert set(out["likelihoods"]) == {"z", *BANDS}
+    bpp = sum(-torch.log2(l).sum() for l in out["likelihoods"].values()) / (2 * 64 * 128)
+    lam = model.lambda_for_rate(rate)
+    loss = (lam.view(-1, 1, 1, 1) * 255 ** 2 * (out["x_hat"] - x) ** 2).mean() + bpp
+    loss.backward()
+    g = model.quantizer.log_delta.grad
+    assert g is not None and torch.all(g != 0) and torch.isfinite(g).all()
+    assert model.quantizer.log_scale.grad.abs().sum() > 0
+    assert model.aux_loss().item() >= 0
+
+
+def test_lambda_mapping():
+    model = Model(Config.tiny())
+    lam = model.lambda_for_rate(torch.tensor([0.0, 1.0]))
+    assert torch.allclose(lam, torch.tensor([0.002, 0.045]))
+    for r in (0.0, 0.3, 1.0):
+        assert model.rate_for_lambda(float(model.lambda_for_rate(torch.tensor(r)))) == pytest.approx(r, abs=1e-6)
+
+
+def test_config_validation():
+    with pytest.raises(ValueError):
+        Config(ll_steps=7)
+    with pytest.raises(ValueError):
+        Config(attention_dim=60, attention_heads=16)
+    assert Config().attention_heads == 8 and Config().ll_steps == 10 and Config().hf_steps == 4
