@@ -43,7 +43,8 @@ def image_to_tensor(image: np.ndarray, device) -> "torch.Tensor":
     """``(H, W, 3)`` uint8 → ``(1, 3, H, W)`` float32 in [0, 1]."""
     import torch
 
-    t = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).unsqueeze(0)
+    # A copy: arrays from decoders or the GUI may be read-only, which torch warns about.
+    t = torch.from_numpy(np.array(image, dtype=np.uint8, copy=True)).permute(2, 0, 1).unsqueeze(0)
     return t.to(device=device, dtype=torch.float32) / 255.0
 
 
