@@ -1,7 +1,7 @@
 """MultiScaleRefine: a light post-filter on base + decoded residual.
 
 Three branches see the image at full, 1/2 and 1/4 resolution (strided convolutions; the
-coarse ones reach across 8x8 JPEG blocks cheaply), are fused, re-weighted by channel attention
+coarse ones reach across 8x8 JPEG blocks cheaply), are merged, re-weighted by channel attention
 (squeeze-excitation, Hu et al. 2018, "Squeeze-and-Excitation Networks") and spatial attention
 (the pooled-map gate of Woo et al. 2018, "CBAM"), and a last convolution predicts a correction
 added to the input. That convolution starts at zero, so an untrained refiner is the identity
@@ -9,9 +9,12 @@ and switching refinement on never hurts before it is trained.
 
 .. code-block:: none
 
-    x ─► conv ─┬─► conv ──────────────────────────┐
-               ├─► conv↓2 ─► conv ──────── ↑2 ──────┤ concat ─► 1x1 ─► SE ─► SA ─► conv(0-init) ─► + x
-               └────────────► conv↓2 ─► conv ─ ↑4 ─┘
+    x ─► conv ─┬─► conv ─────────────────────────────► + ─► SE ─► SA ─► conv(0-init) ─► + x
+               └─► conv↓2 ─► conv ─┬───────► + ─► ↑2 ──┘
+                                   └─► conv↓2 ─► conv ─► ↑2 ┘
+
+Branches merge by addition, coarse to fine, so only one tensor is up-sampled at full
+resolution: the full-resolution work is three thin convolutions and the two gates.
 """
 
 from __future__ import annotations
@@ -59,7 +62,6 @@ class MultiScaleRefine(nn.Module):
         self.branch_full = _conv(c, c)
         self.branch_half = nn.Sequential(_conv(c, c, 2), _conv(c, c))
         self.branch_quarter = nn.Sequential(_conv(c, c, 2), _conv(c, c))
-        self.fuse = nn.Sequential(nn.Conv2d(3 * c, c, 1), nn.LeakyReLU(0.1, inplace=True))
         self.channel_attention = SqueezeExcite(c)
         self.spatial_attention = SpatialAttention()
         self.tail = nn.Conv2d(c, 3, 3, padding=1)
@@ -67,11 +69,14 @@ class MultiScaleRefine(nn.Module):
         nn.init.zeros_(self.tail.bias)
 
     def forward(self, x: Tensor) -> Tensor:
-        size = x.shape[-2:]
         f = self.head(x)
         half = self.branch_half(f)
         quarter = self.branch_quarter(half)
-        up = lambda t: F.interpolate(t, size=size, mode="bilinear", align_corners=False)  # noqa: E731
-        g = self.fuse(torch.cat([self.branch_full(f), up(half), up(quarter)], dim=1))
+        half = half + _upsample(quarter, half.shape[-2:])
+        g = self.branch_full(f) + _upsample(half, f.shape[-2:])
         g = self.spatial_attention(self.channel_attention(g))
         return x + self.tail(g)
+
+
+def _upsample(t: Tensor, size) -> Tensor:
+    return F.interpolate(t, size=size, mode="bilinear", align_corners=False)
