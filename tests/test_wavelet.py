@@ -90,6 +90,7 @@ def test_bad_bitstreams_fail_cleanly(codec, rng):
         {k: v for k, v in s.items() if k != "HL"},              # missing band
         {**s, "extra": b"\x00" * 8},                            # unknown section
         {**s, "LH": b"\x01\x02\x03"},                           # not a rANS stream
+        {**s, "hyper": b""},
     ]
     for sections in bad:
         with pytest.raises(BitstreamError):

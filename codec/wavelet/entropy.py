@@ -19,7 +19,15 @@ from compressai.ans import BufferedRansEncoder, RansDecoder
 from ..errors import BitstreamError
 from .quant import quantize, symbol_likelihood, symbol_scale
 
-__all__ = ["TrainingIO", "RansWriter", "RansReader"]
+__all__ = ["TrainingIO", "RansWriter", "RansReader", "check_rans_stream"]
+
+
+def check_rans_stream(name: str, data: bytes) -> None:
+    """Refuse a section that cannot be a flushed rANS stream (whole 32-bit words, at least
+    the 64-bit final state) before the unchecked C++ decoder reads it."""
+    if not isinstance(data, (bytes, bytearray)) or len(data) < 8 or len(data) % 4:
+        size = len(data) if isinstance(data, (bytes, bytearray)) else type(data).__name__
+        raise BitstreamError(f"section {name!r} is not a rANS stream ({size} bytes)")
 
 
 class TrainingIO:
@@ -85,9 +93,7 @@ class RansReader(_Tables):
         super().__init__(gaussian_conditional)
         self._decoders = {}
         for band, data in strings.items():
-            # a flushed rANS stream is whole 32-bit words, at least the 64-bit final state
-            if len(data) < 8 or len(data) % 4:
-                raise BitstreamError(f"section {band!r} is not a rANS stream ({len(data)} bytes)")
+            check_rans_stream(band, data)
             dec = RansDecoder()
             dec.set_stream(bytes(data))
             self._decoders[band] = (dec, data)  # keep the bytes alive while decoding

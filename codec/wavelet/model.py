@@ -29,7 +29,7 @@ from compressai.models import CompressionModel
 
 from ..dwt import BANDS, HIGH_BANDS, dwt, idwt
 from .config import Config
-from .entropy import RansReader, RansWriter, TrainingIO
+from .entropy import RansReader, RansWriter, TrainingIO, check_rans_stream
 from .gate import FrequencyGate
 from .ll_context import LLContextEncoder
 from .progressive import BandCoder
@@ -144,6 +144,7 @@ class Model(CompressionModel):
         if height % self.stride or width % self.stride or height <= 0 or width <= 0:
             raise ValueError(f"{height}x{width} is not a positive multiple of {self.stride}")
         z_size = (height // self.stride, width // self.stride)
+        check_rans_stream("hyper", strings["hyper"])
         z_hat = self.entropy_bottleneck.decompress([strings["hyper"]], z_size)
         deltas = self.quantizer.steps(torch.tensor([float(rate)], device=z_hat.device))
         reader = RansReader(self.gaussian_conditional, {b: strings[b] for b in BANDS})

@@ -5,12 +5,12 @@ carries smooth structure and the three high bands sparse detail, so giving them 
 convolutions lets the transform spend capacity where the signal is and decorrelate better than
 a plain convolution at the same cost::
 
-    x ─ 1x1 ─ DWT ─┬─ LL ──────── conv(s) ──┐
-                   └─ LH,HL,HH ─ conv(s), ──┴─ IDWT ─ GELU ─ 1x1 ─(+)─▶
-                      one per band (groups=3)                       x ┘
+    x ─ 1x1 ─ DWT ─┬─ LL ─────────(+ 3x3 conv)──────────┐
+                   └─ LH,HL,HH ─(+ depthwise 3x3, 1x1)──┴─ IDWT ─ GELU ─ 1x1 ─(+)─▶
+                                                                            x ┘
 
-``simple=True`` uses one 3x3 convolution per branch, ``False`` two with a GELU between (the
-"full" variant). g_a / g_s follow Ballé et al. 2018 (four stride-2 5x5 convolutions with GDN),
+``simple=True`` uses one layer per branch, ``False`` (the "full" variant) two with a GELU
+between. g_a / g_s follow Ballé et al. 2018 (four stride-2 5x5 convolutions with GDN),
 with a WeConv block after each of the three inner stages.
 """
 
@@ -26,11 +26,23 @@ from ..dwt import dwt_stacked, idwt_stacked
 __all__ = ["WeConv", "AnalysisTransform", "SynthesisTransform"]
 
 
-def _branch(ch: int, groups: int, simple: bool) -> nn.Module:
+def _low_branch(ch: int, simple: bool) -> nn.Module:
     if simple:
-        return nn.Conv2d(ch, ch, 3, padding=1, groups=groups)
-    return nn.Sequential(nn.Conv2d(ch, ch, 3, padding=1, groups=groups), nn.GELU(),
-                         nn.Conv2d(ch, ch, 3, padding=1, groups=groups))
+        return nn.Conv2d(ch, ch, 3, padding=1)
+    return nn.Sequential(nn.Conv2d(ch, ch, 3, padding=1), nn.GELU(), nn.Conv2d(ch, ch, 3, padding=1))
+
+
+def _high_layer(ch3: int) -> nn.Module:
+    # depthwise 3x3 per band channel, then a 1x1 mixing the three bands: the high bands are
+    # sparse, so spatial filtering needs few weights, while their cross-band correlation
+    # (the same edge seen in LH/HL/HH) is worth a full pointwise layer
+    return nn.Sequential(nn.Conv2d(ch3, ch3, 3, padding=1, groups=ch3), nn.Conv2d(ch3, ch3, 1))
+
+
+def _high_branch(ch3: int, simple: bool) -> nn.Module:
+    if simple:
+        return _high_layer(ch3)
+    return nn.Sequential(_high_layer(ch3), nn.GELU(), _high_layer(ch3))
 
 
 class WeConv(nn.Module):
@@ -39,8 +51,8 @@ class WeConv(nn.Module):
     def __init__(self, ch: int, simple: bool = True):
         super().__init__()
         self.pre = nn.Conv2d(ch, ch, 1)
-        self.low = _branch(ch, 1, simple)
-        self.high = _branch(3 * ch, 3, simple)
+        self.low = _low_branch(ch, simple)
+        self.high = _high_branch(3 * ch, simple)
         self.act = nn.GELU()
         self.post = nn.Conv2d(ch, ch, 1)
 
@@ -50,11 +62,10 @@ class WeConv(nn.Module):
         c = c4 // 4
         t = t.view(n, c, 4, h, w)
         low = t[:, :, 0]
-        high = t[:, :, 1:].transpose(1, 2).reshape(n, 3 * c, h, w)  # band-major for groups=3
+        high = t[:, :, 1:].reshape(n, 3 * c, h, w)
         low = low + self.low(low)
         high = high + self.high(high)
-        high = high.view(n, 3, c, h, w).transpose(1, 2)
-        t = torch.cat((low.unsqueeze(2), high), dim=2).reshape(n, c4, h, w)
+        t = torch.cat((low.unsqueeze(2), high.view(n, c, 3, h, w)), dim=2).reshape(n, c4, h, w)
         return x + self.post(self.act(idwt_stacked(t)))
 
 
