@@ -33,12 +33,19 @@ __all__ = ["HybridCodec", "SWEEP"]
 SWEEP = ((10, 0.0), (15, 0.15), (20, 0.3), (30, 0.45), (40, 0.6), (50, 0.75), (65, 0.9), (80, 1.0))
 
 
-def _check_string(name: str, data: bytes) -> bytes:
-    """rANS strings are whole 32-bit words with an 8-byte final state: refuse anything else."""
+def _rans_string(name: str, data: bytes, symbols: int) -> bytes:
+    """Check one rANS section and return it zero-padded for the C++ decoder.
+
+    An honest string is whole 32-bit words ending in the 8-byte final state; anything else is
+    refused. Outside bypass mode the decoder reads at most one word per symbol, and it reads
+    without bounds checks, so ``4 * symbols`` zero bytes are appended: a wrong or crafted
+    string (with a valid CRC) then cannot make it read past the buffer. An honest decode never
+    reaches the padding, so the result is unchanged.
+    """
     if len(data) < 8 or len(data) % 4:
         raise BitstreamError(f"section {name!r} is {len(data)} bytes, not a valid rANS string "
                              "(a multiple of 4, at least 8)")
-    return bytes(data)
+    return bytes(data) + bytes(4 * symbols + 8)
 
 
 class HybridCodec(LearnedCodec):
@@ -96,10 +103,18 @@ class HybridCodec(LearnedCodec):
         import torch
 
         t0 = time.perf_counter()
-        strings = {k: [_check_string(k, sections[k])] for k in SECTION_NAMES}
         base = np.array(jpeg_decode(sections["jpeg"], w, h))
         b = pad_to_multiple(image_to_tensor(base, self.device), self.model.stride)
+        shapes = self.model.latent_shapes(b.shape[-2], b.shape[-1])
+        c, yh, yw = shapes["y"]
+        zh, zw = shapes["hyper"]
+        symbols = {"hyper": self.config.hyper_channels * zh * zw,
+                   "anchor": c * yh * yw // 2, "nonanchor": c * yh * yw // 2}
+        strings = {k: [_rans_string(k, sections[k], symbols[k])] for k in SECTION_NAMES}
         out = self.model.decompress(strings, b, params["rate"], refine=params["refine"])
+        if not all(bool(torch.isfinite(t).all()) for t in out.values()):
+            raise BitstreamError("the residual sections decode to non-finite values: they are "
+                                 "corrupt or belong to another file")
         r_hat = out["r_hat"][..., :h, :w]
         x_hat = out["x_hat"][..., :h, :w]
         base_plus = tensor_to_image(x_hat)
@@ -123,7 +138,7 @@ class HybridCodec(LearnedCodec):
             "weights": self.weights_name,
             "device": self.device_name,
             "lambda": float(self.model.lambda_for_rate(rate)[0]),
-            "latent_shape": tuple(self.model.latent_shapes(b.shape[-2], b.shape[-1])["y"]),
+            "latent_shape": (c, yh, yw),
         }
         return CodecResult(self.name, dict(params), b"", dict(sections), final, w, h,
                            intermediates=inter, info=info, decode_ms=ms)
