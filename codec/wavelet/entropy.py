@@ -68,6 +68,14 @@ class _Tables:
                 [self.offsets[i] for i in used], m)
 
 
+def _scatter(values: list[int], m: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    # writer and reader build the step's symbol tensor the same way, from the same integers,
+    # so the ŷ fed to later steps is identical down to the sign of zero
+    symbols = torch.zeros_like(like)
+    symbols[m] = torch.tensor(values, dtype=like.dtype, device=like.device)
+    return symbols
+
+
 class RansWriter(_Tables):
     """Rounds ``(y - μ)/Δ`` and appends each step's symbols to its band's rANS stream."""
 
@@ -76,11 +84,11 @@ class RansWriter(_Tables):
         self._encoders: dict[str, BufferedRansEncoder] = {}
 
     def code(self, band, t, y, mu, sigma, delta, mask):
-        symbols = quantize(y, mu, delta)
         idx, cdfs, lengths, offsets, m = self.indexes(sigma, delta, mask)
+        values = quantize(y, mu, delta)[m].int().tolist()
         enc = self._encoders.setdefault(band, BufferedRansEncoder())
-        enc.encode_with_indexes(symbols[m].int().tolist(), idx, cdfs, lengths, offsets)
-        return symbols
+        enc.encode_with_indexes(values, idx, cdfs, lengths, offsets)
+        return _scatter(values, m, mu)
 
     def strings(self) -> dict[str, bytes]:
         return {band: enc.flush() for band, enc in self._encoders.items()}
@@ -101,6 +109,4 @@ class RansReader(_Tables):
     def code(self, band, t, y, mu, sigma, delta, mask):
         idx, cdfs, lengths, offsets, m = self.indexes(sigma, delta, mask)
         values = self._decoders[band][0].decode_stream(idx, cdfs, lengths, offsets)
-        symbols = torch.zeros_like(mu)
-        symbols[m] = torch.tensor(values, dtype=mu.dtype, device=mu.device)
-        return symbols
+        return _scatter(values, m, mu)

@@ -19,6 +19,7 @@ References: Ballé et al. 2018 (hyperprior), Fu et al. 2024 (WeConvene), Li et a
 
 from __future__ import annotations
 
+import logging
 import math
 
 import torch
@@ -38,11 +39,16 @@ from .weconv import AnalysisTransform, SynthesisTransform
 
 __all__ = ["Model"]
 
+log = logging.getLogger(__name__)
+
 
 class Model(CompressionModel):
     """See the module docstring. Built as ``Model(config)``; ``forward`` is the training path."""
 
     stride = 64
+    # Training crops below this leave some progressive steps without symbols (a band smaller
+    # than 3x3 lacks rank levels), so those steps' networks would never learn.
+    min_train_crop = 192  # 3 band positions: every rank level of the 4x4 tile occurs
 
     def __init__(self, config: Config = Config()):
         super().__init__()
@@ -111,6 +117,10 @@ class Model(CompressionModel):
     def forward(self, x: torch.Tensor, rate: torch.Tensor, base=None) -> dict:
         """Training/validation pass with straight-through ŷ (see quant.py)."""
         self._check_size(x)
+        if self.training and min(x.shape[-2:]) < self.min_train_crop and not getattr(self, "_warned", False):
+            self._warned = True
+            log.warning("training on %dx%d crops: below %d some progressive steps code no symbols "
+                        "and stay untrained", x.shape[-2], x.shape[-1], self.min_train_crop)
         rate = torch.as_tensor(rate, dtype=x.dtype, device=x.device).reshape(-1).expand(x.shape[0])
         y = self.g_a(x)
         z = self.h_a(y)
