@@ -8,8 +8,13 @@ Sections of a ``.lic`` file, in coding order:
 * ``nonanchor``: the other half, conditioned on the anchors (pass 2).
 
 Every latent shape follows from the image size in the container header (padded to the model
-stride), so nothing about shapes is read from the sections. The encoder decodes its own
-strings with the decoder's code path, so ``decode(encode(x))`` is bit-exact on one device type.
+stride), so nothing about shapes is read from the sections. The encoder synthesises the
+latent that CompressAI's ``compress`` rebuilt with the decoder's own rANS decode and context
+passes, with the decoder's synthesis code, so ``decode(encode(x))`` is bit-exact on one device
+type without paying for a second entropy decode.
+
+Timings: ``encode_ms`` is JPEG + analysis + entropy coding; an encode's ``decode_ms`` is the
+encoder-side reconstruction (synthesis, refinement); a decode's ``decode_ms`` is the whole decode.
 """
 
 from __future__ import annotations
@@ -73,72 +78,85 @@ class HybridCodec(LearnedCodec):
 
     # -- coding -------------------------------------------------------------------------------
     def _encode(self, image: np.ndarray, params: dict[str, Any]) -> CodecResult:
-        import torch
-
         h, w = image.shape[:2]
         t0 = time.perf_counter()
         jpeg = jpeg_encode(image, params["base_quality"], params["subsampling"])
         base = np.array(jpeg_decode(jpeg, w, h))  # writable: torch.from_numpy warns otherwise
         x = pad_to_multiple(image_to_tensor(image, self.device), self.model.stride)
         b = pad_to_multiple(image_to_tensor(base, self.device), self.model.stride)
-        strings = self.model.compress(x, b, params["rate"])
-        sections = {"jpeg": jpeg, **{k: strings[k][0] for k in SECTION_NAMES}}
+        coded = self.model.compress(x, b, params["rate"])
+        sections = {"jpeg": jpeg, **{k: coded["strings"][k][0] for k in SECTION_NAMES}}
         bitstream = self._container(w, h, params, sections)
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
+        self._sync()
         t1 = time.perf_counter()
-        result = self._reconstruct(sections, params, w, h)
+        # compress() already rebuilt y_hat with the decoder's own operations (see
+        # HybridModel.compress): synthesising it gives the decoder's image, bit for bit.
+        out = self.model.reconstruct(coded["y_hat"], b, params["rate"], refine=params["refine"])
+        result = self._result(out, base, sections, params, w, h)
+        self._sync()
         result.bitstream = bitstream
         result.encode_ms = (t1 - t0) * 1e3
+        result.decode_ms = (time.perf_counter() - t1) * 1e3
         residual = image.astype(np.float32) / 255.0 - base.astype(np.float32) / 255.0
         result.intermediates["residual"] = residual
         return result
 
     def _decode(self, c: Container, params: dict[str, Any]) -> CodecResult:
-        return self._reconstruct(dict(c.sections), params, c.width, c.height)
-
-    def _reconstruct(self, sections: dict[str, bytes], params: dict[str, Any],
-                     w: int, h: int) -> CodecResult:
-        """The decoder: used by ``decode`` and by ``encode`` on its own strings."""
         import torch
 
         t0 = time.perf_counter()
-        base = np.array(jpeg_decode(sections["jpeg"], w, h))
+        w, h = c.width, c.height
+        base = np.array(jpeg_decode(c.sections["jpeg"], w, h))
         b = pad_to_multiple(image_to_tensor(base, self.device), self.model.stride)
-        shapes = self.model.latent_shapes(b.shape[-2], b.shape[-1])
-        c, yh, yw = shapes["y"]
-        zh, zw = shapes["hyper"]
-        symbols = {"hyper": self.config.hyper_channels * zh * zw,
-                   "anchor": c * yh * yw // 2, "nonanchor": c * yh * yw // 2}
-        strings = {k: [_rans_string(k, sections[k], symbols[k])] for k in SECTION_NAMES}
+        strings = {k: [_rans_string(k, c.sections[k], n)]
+                   for k, n in self._symbol_counts(b.shape[-2], b.shape[-1]).items()}
         out = self.model.decompress(strings, b, params["rate"], refine=params["refine"])
         if not all(bool(torch.isfinite(t).all()) for t in out.values()):
             raise BitstreamError("the residual sections decode to non-finite values: they are "
                                  "corrupt or belong to another file")
+        result = self._result(out, base, dict(c.sections), params, w, h)
+        self._sync()
+        result.decode_ms = (time.perf_counter() - t0) * 1e3
+        return result
+
+    def _symbol_counts(self, height: int, width: int) -> dict[str, int]:
+        """Symbols in each residual section of a padded ``height`` x ``width`` image."""
+        shapes = self.model.latent_shapes(height, width)
+        c, yh, yw = shapes["y"]
+        zh, zw = shapes["hyper"]
+        return {"hyper": self.config.hyper_channels * zh * zw,
+                "anchor": c * yh * yw // 2, "nonanchor": c * yh * yw // 2}
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            import torch
+
+            torch.cuda.synchronize(self.device)
+
+    def _result(self, out: dict, base: np.ndarray, sections: dict[str, bytes],
+                params: dict[str, Any], w: int, h: int) -> CodecResult:
+        """The decoded picture and the intermediates the app shows, cropped to ``w`` x ``h``."""
+        import torch
+
         r_hat = out["r_hat"][..., :h, :w]
-        x_hat = out["x_hat"][..., :h, :w]
-        base_plus = tensor_to_image(x_hat)
+        base_plus = tensor_to_image(out["x_hat"][..., :h, :w])
         inter = {
             "jpeg_base": base,
             "residual_decoded": np.ascontiguousarray(
                 r_hat.clamp(-1, 1).squeeze(0).permute(1, 2, 0).float().cpu().numpy()),
             "base_plus_residual": base_plus,
         }
+        final = base_plus
         if params["refine"]:
-            inter["refined"] = tensor_to_image(out["x_refined"][..., :h, :w])
-            final = inter["refined"]
-        else:
-            final = base_plus
+            final = inter["refined"] = tensor_to_image(out["x_refined"][..., :h, :w])
         inter["reconstruction"] = final
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        ms = (time.perf_counter() - t0) * 1e3
-        rate = torch.tensor([params["rate"]])
         info = {
             "weights": self.weights_name,
             "device": self.device_name,
-            "lambda": float(self.model.lambda_for_rate(rate)[0]),
-            "latent_shape": (c, yh, yw),
+            "lambda": float(self.model.lambda_for_rate(torch.tensor([params["rate"]]))[0]),
+            "latent_shape": tuple(self.model.latent_shapes(
+                out["x_hat"].shape[-2], out["x_hat"].shape[-1])["y"]),
         }
         return CodecResult(self.name, dict(params), b"", dict(sections), final, w, h,
-                           intermediates=inter, info=info, decode_ms=ms)
+                           intermediates=inter, info=info)
+

@@ -42,7 +42,7 @@ class Config:
     residual_gain: float = 4.0
     rate_points: int = 6
     gain_span: float = 4.75
-    refine_channels: int = 24
+    refine_channels: int = 16
     context_kernel: int = 5
     lambda_min: float = 0.002
     lambda_max: float = 0.045

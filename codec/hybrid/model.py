@@ -106,13 +106,20 @@ class HybridModel(CompressionModel):
                 "hyper": (height // self.stride, width // self.stride)}
 
     @torch.no_grad()
-    def compress(self, x: Tensor, base: Tensor, rate: float) -> dict[str, list[bytes]]:
-        """Entropy-code the residual of ``x`` over ``base``: one string per section and image."""
+    def compress(self, x: Tensor, base: Tensor, rate: float) -> dict[str, Any]:
+        """Entropy-code the residual of ``x`` over ``base``.
+
+        Returns ``strings`` (one list of per-image strings per section) and ``y_hat``: the
+        scaled latent exactly as the decoder will rebuild it — CompressAI's ``compress`` obtains
+        it by running the decoder's own rANS decode, hyper synthesis and context passes on the
+        strings — so :meth:`reconstruct` of it equals :meth:`decompress` of the strings.
+        """
         gain, _ = self.rate_gain(self._rates(rate, x.shape[0], x.device))
         y = self._analysis(x, base)
         out = self.latent_codec.compress(y * gain)
         anchor, nonanchor, hyper = out["strings"]
-        return {"hyper": list(hyper), "anchor": list(anchor), "nonanchor": list(nonanchor)}
+        strings = {"hyper": list(hyper), "anchor": list(anchor), "nonanchor": list(nonanchor)}
+        return {"strings": strings, "y_hat": out["y_hat"]}
 
     @torch.no_grad()
     def decompress(self, strings: dict[str, list[bytes]], base: Tensor, rate: float,
@@ -124,7 +131,12 @@ class HybridModel(CompressionModel):
             if len(strings[name]) != n:
                 raise ValueError(f"{len(strings[name])} {name} strings for a batch of {n}")
         shapes = self.latent_shapes(height, width)
-        _, inverse = self.rate_gain(self._rates(rate, n, base.device))
         out = self.latent_codec.decompress(
             [strings["anchor"], strings["nonanchor"], strings["hyper"]], shapes)
-        return self._synthesis(out["y_hat"] * inverse, base, refine)
+        return self.reconstruct(out["y_hat"], base, rate, refine)
+
+    @torch.no_grad()
+    def reconstruct(self, y_hat: Tensor, base: Tensor, rate: float, refine: bool = True) -> dict[str, Tensor]:
+        """Scaled latent ``y_hat`` (as decoded) → ``r_hat``, ``x_hat`` (and ``x_refined``)."""
+        _, inverse = self.rate_gain(self._rates(rate, base.shape[0], base.device))
+        return self._synthesis(y_hat * inverse, base, refine)

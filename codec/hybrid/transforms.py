@@ -8,7 +8,7 @@ half-resolution stage has N/2 channels (it dominates the cost) and a single
 .. code-block:: none
 
     g_a: [r·s ⊕ base] ─► RBs(1/2, N/2) ─► RBs(1/4, N) ─► RB ─► RBs(1/8, N) ─► RB ─► conv(1/16, M) ─► Attn ─► y
-    g_s: ŷ ─► Attn ─► RB(M→N) ─► RBU(1/8) ─► RB ─► RBU(1/4) ─► RBU(1/2, N/2) ─► subpel(1/1, 3) ─► r̂·s
+    g_s: ŷ ─► Attn ─► RB(M→N) ─► RU(1/8) ─► RB ─► RU(1/4) ─► RU(1/2, N/2) ─► subpel(1/1, 3) ─► r̂·s
     h_a: y·g ─► conv ─► conv↓2 ─► conv↓2 ─► z          (stride 64 in all)
     h_s: ẑ ─► conv ─► subpel↑2 ─► subpel↑2 ─► conv ─► hyper params (2M)
 """
@@ -17,21 +17,42 @@ from __future__ import annotations
 
 import torch.nn as nn
 from compressai.layers import (
+    GDN,
     AttentionBlock,
     ResidualBlock,
-    ResidualBlockUpsample,
     ResidualBlockWithStride,
     conv3x3,
     subpel_conv3x3,
 )
+from torch import Tensor
 
 from .config import Config
 
 __all__ = ["analysis_transform", "synthesis_transform", "hyper_analysis", "hyper_synthesis",
-           "Y_STRIDE", "Z_STRIDE"]
+           "ResidualUpsample", "Y_STRIDE", "Z_STRIDE"]
 
 Y_STRIDE = 16  # four stride-2 stages
 Z_STRIDE = 4   # the hyper transform's extra down-sampling
+
+
+class ResidualUpsample(nn.Module):
+    """Sub-pixel up-sampling, then a conv/IGDN residual branch on the up-sampled features.
+
+    Unlike CompressAI's ``ResidualBlockUpsample``, whose skip path is a second sub-pixel
+    convolution, the skip here is the up-sampled tensor itself: the sub-pixel convolution is the
+    dominant cost of a synthesis stage, and this halves it.
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, upsample: int = 2):
+        super().__init__()
+        self.up = subpel_conv3x3(in_ch, out_ch, upsample)
+        self.act = nn.LeakyReLU()
+        self.conv = conv3x3(out_ch, out_ch)
+        self.igdn = GDN(out_ch, inverse=True)
+
+    def forward(self, x: Tensor) -> Tensor:
+        u = self.up(x)
+        return u + self.igdn(self.conv(self.act(u)))
 
 
 def analysis_transform(cfg: Config) -> nn.Sequential:
@@ -57,10 +78,10 @@ def synthesis_transform(cfg: Config) -> nn.Sequential:
     layers = [AttentionBlock(m)] if cfg.attention else []
     layers += [
         ResidualBlock(m, n),
-        ResidualBlockUpsample(n, n, 2),
+        ResidualUpsample(n, n, 2),
         ResidualBlock(n, n),
-        ResidualBlockUpsample(n, n, 2),
-        ResidualBlockUpsample(n, half, 2),
+        ResidualUpsample(n, n, 2),
+        ResidualUpsample(n, half, 2),
         subpel_conv3x3(half, 3, 2),
     ]
     return nn.Sequential(*layers)
