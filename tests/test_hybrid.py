@@ -347,3 +347,22 @@ def test_config_validation():
     with pytest.raises(ValueError):
         Config(context_kernel=4)
     assert Config.tiny().N < Config().N
+
+
+def test_eval_forward_matches_the_coded_bitstream(wide_codec, photo):
+    """Training's model of coding is the coding: same reconstruction, and the estimated bits are
+    the bytes written (a symbol coded twice, or a context the decoder lacks, would break this)."""
+    codec = wide_codec
+    image = np.ascontiguousarray(photo[:64, :128])
+    enc = codec.encode(image, base_quality=20, rate=0.9, refine=False)
+    x = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255
+    base = torch.from_numpy(enc.intermediates["jpeg_base"]).permute(2, 0, 1)[None].float() / 255
+    with torch.no_grad():
+        out = codec.model(x, torch.tensor([0.9]), base)
+    recon = np.round(out["x_hat"].clamp(0, 1)[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+    assert np.mean(recon == enc.image) > 0.99
+    bits = {k: float(-torch.log2(v).sum()) for k, v in out["likelihoods"].items()}
+    y_bytes = len(enc.sections["anchor"]) + len(enc.sections["nonanchor"])
+    assert bits["y"] > 2000  # enough symbols for the comparison to mean something
+    assert abs(8 * y_bytes - bits["y"]) < 0.05 * bits["y"] + 2 * 64
+    assert abs(8 * len(enc.sections["hyper"]) - bits["z"]) < 0.05 * bits["z"] + 64
