@@ -8,6 +8,7 @@ saves it and exits (for docs and checks).
 from __future__ import annotations
 
 import argparse
+import io
 import logging
 import os
 import sys
@@ -30,6 +31,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--view", choices=("grid", "wipe", "error", "bands", "rd"),
                    help="view to show first (default: the last one used; grid for screenshots)")
     p.add_argument("--size", default="1600x1000", metavar="WxH", help="window size for --screenshot")
+    p.add_argument("--png-colors", type=int, default=0, metavar="N",
+                   help="quantise the --screenshot PNG to N colours (e.g. 256 for docs; default: full colour)")
     p.add_argument("--timeout", type=float, default=300.0,
                    help="seconds --screenshot waits for codecs and sweeps (default 300)")
     p.add_argument("--preview-side", type=int, default=None, metavar="PX",
@@ -46,10 +49,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def take_screenshot(window, path: str | Path, timeout: float = 300.0) -> bool:
+def take_screenshot(window, path: str | Path, timeout: float = 300.0, colors: int = 0) -> bool:
     """Wait until ``window.settled()`` (or ``timeout``), then save the window as PNG.
 
-    Returns whether everything was computed in time (the PNG is written either way).
+    ``colors`` > 0 quantises to a palette PNG (a fraction of the size; for docs). Returns whether
+    everything was computed in time (the PNG is written either way).
     """
     from PySide6 import QtCore, QtWidgets
 
@@ -65,7 +69,18 @@ def take_screenshot(window, path: str | Path, timeout: float = 300.0) -> bool:
     for _ in range(10):  # let the last results reach every widget and repaint
         app.processEvents()
         time.sleep(0.01)
-    window.grab().save(str(path), "PNG")
+    image = window.grab().toImage()
+    if colors > 0:
+        from PIL import Image
+
+        from .inputs import qimage_to_png_bytes
+
+        with Image.open(io.BytesIO(qimage_to_png_bytes(image))) as im:
+            # Fast octree keeps the UI's flat colours exact, unlike median cut.
+            im.convert("RGB").quantize(colors=min(colors, 256), method=Image.Quantize.FASTOCTREE).save(
+                str(path), optimize=True)
+    else:
+        image.save(str(path), "PNG")
     return settled
 
 
@@ -105,7 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.screenshot:
         window.resize(*args.size)
         window.show()
-        ok = take_screenshot(window, args.screenshot, args.timeout)
+        ok = take_screenshot(window, args.screenshot, args.timeout, args.png_colors)
         if not ok:
             log.warning("screenshot taken before every codec finished (timeout %.0f s)", args.timeout)
         window.close()

@@ -177,11 +177,21 @@ class BandsView(QtWidgets.QWidget):
         side = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical)
         side.addWidget(self.table)
         side.addWidget(self.latent_box)
+        for table in (self.table, self.latent_tablew):
+            table.verticalHeader().setDefaultSectionSize(20)
+            table.setSizeAdjustPolicy(QtWidgets.QAbstractScrollArea.SizeAdjustPolicy.AdjustToContents)
+        side.setMinimumWidth(380)
+        self.table.setMinimumHeight(120)
+        side.setStretchFactor(0, 2)
+        side.setStretchFactor(1, 3)
+        side.setSizes([250, 450])
         split = QtWidgets.QSplitter(QtCore.Qt.Orientation.Horizontal)
         split.addWidget(self.glw)
         split.addWidget(side)
         split.setStretchFactor(0, 3)
         split.setStretchFactor(1, 2)
+        split.setSizes([600, 440])
+        self.splitter = split
         lay = QtWidgets.QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addLayout(bar)
@@ -320,6 +330,7 @@ class BandsView(QtWidgets.QWidget):
         for r, row in enumerate(table_rows):
             for c, text in enumerate(row):
                 self.latent_tablew.setItem(r, c, QtWidgets.QTableWidgetItem(text))
+        self.latent_tablew.resizeColumnsToContents()
 
 
 def _fill_combo(combo: QtWidgets.QComboBox, items: list[tuple[str, str]]) -> None:

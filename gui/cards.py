@@ -238,7 +238,8 @@ class CodecCard(QtWidgets.QFrame):
     def _show_delta(self) -> None:
         d = self.delta_psnr
         if not math.isfinite(d):
-            text = "— (outside the JPEG sweep)" if self.outcome is not None and self.outcome.ok else "—"
+            o = self.outcome
+            text = "— (outside the JPEG sweep)" if o is not None and o.ok and not o.preview else "—"
         else:
             color = "#7bd88f" if d > 0.005 else "#ff6b6b" if d < -0.005 else "#d8d8d8"
             text = f"<span style='color:{color}'>{d:+.2f} dB</span> at the same bpp"

@@ -97,7 +97,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._build_actions()
         self._restore_settings()
         self._disable_child_drops()
-        self.help = HelpOverlay(self.centralWidget())
+        self.help = HelpOverlay(self)  # a child of the window: a splitter would adopt it as a pane
         QtWidgets.QApplication.instance().installEventFilter(self)
         self._update_device_label()
         self.hub.start()
@@ -511,8 +511,8 @@ class MainWindow(QtWidgets.QMainWindow):
             self.full_outcomes[name] = outcome
         card = self.cards[name]
         card.show_outcome(outcome)
-        if outcome.ok:
-            m = outcome.metrics
+        if outcome.ok and outcome.image_key == self.sweep_key.get(name, outcome.image_key):
+            m = outcome.metrics  # the star moves only where it is comparable with the sweep
             self.rd.set_current(name, m.bpp, m.psnr, m.ms_ssim_db)
         self._update_deltas()
         self._update_bar_scale()

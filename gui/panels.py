@@ -97,12 +97,18 @@ def collect_panels(source: ImageSource, outcomes: Mapping[str, EncodeOutcome],
             label = f"{title} · {FRIENDLY_NAMES.get(iname, iname.replace('_', ' '))}"
             if arr.dtype == np.uint8:
                 same = np.array_equal(arr, res.image)
-                panels.append(Panel(f"{name}:{iname}", label, "picture", arr, original, extent, name,
-                                    f"= {title} output" if same else ""))
+                sub = "= output" if same else f"{_psnr(original, arr):.2f} dB"
+                panels.append(Panel(f"{name}:{iname}", label, "picture", arr, original, extent, name, sub))
             elif np.issubdtype(arr.dtype, np.floating):
                 panels.append(Panel(f"{name}:{iname}", label, "signed", arr, original, extent, name,
                                     "grey = 0"))
     return panels
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    from codec import metrics
+
+    return metrics.psnr(a, b)
 
 
 def signed_to_rgb(arr: np.ndarray, gain: float) -> np.ndarray:

@@ -204,9 +204,11 @@ class WipeView(PanelView):
         self.right_combo = QtWidgets.QComboBox()
         self.left_combo.setObjectName("wipe_left")
         self.right_combo.setObjectName("wipe_right")
+        self._chosen = False  # True once the user picked a side: then never auto-select
         for combo in (self.left_combo, self.right_combo):
             compact(combo, 16)
             combo.currentIndexChanged.connect(lambda _i: self.refresh())
+            combo.activated.connect(lambda _i: setattr(self, "_chosen", True))
         bar.addWidget(QtWidgets.QLabel("left"))
         bar.addWidget(self.left_combo)
         bar.addStretch(1)
@@ -251,6 +253,7 @@ class WipeView(PanelView):
                 i = combo.findData(key)
                 if i >= 0:
                     combo.setCurrentIndex(i)
+                    self._chosen = True
 
     def set_panels(self, panels: list[Panel]) -> None:
         self.panels = list(panels)
@@ -263,7 +266,9 @@ class WipeView(PanelView):
                 for p in panels:
                     combo.addItem(p.title, p.key)
                 i = combo.findData(current) if current is not None else -1
-                combo.setCurrentIndex(i if i >= 0 else min(fallback, combo.count() - 1))
+                if i < 0 or (not self._chosen and fallback == 1 and current == "original"):
+                    i = min(fallback, combo.count() - 1)  # until the user chooses: original | first codec
+                combo.setCurrentIndex(i)
                 combo.blockSignals(False)
         self.refresh()
 

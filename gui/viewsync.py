@@ -148,8 +148,9 @@ class ViewSync(QtCore.QObject):
         self._applying = True
         try:
             w, h = self.extent
-            if self.center is None:
-                zoom, (cx, cy) = self.fit_zoom(vb), (w / 2, h / 2)
+            if self.center is None:  # fit: centred across, top-aligned so titles sit on the image
+                zoom = self.fit_zoom(vb)
+                cx, cy = w / 2, (h / 2 + (vb.height() / zoom - h) / 2) if zoom > 0 else h / 2
             else:
                 zoom, (cx, cy) = self.zoom, self.center
             if math.isfinite(zoom) and zoom > 0:

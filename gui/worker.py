@@ -20,6 +20,7 @@ Data flow::
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import math
@@ -45,6 +46,11 @@ __all__ = ["ResultCache", "WorkerSignals", "CodecWorker", "WorkerHub", "EncodeJo
 log = logging.getLogger(__name__)
 
 CodecFactory = Callable[[Any], Codec]
+
+# Learned codecs import torch/compressai on first use. Two threads importing the same package
+# at once can see each other's half-initialised modules (a circular import), so their
+# imports and construction take turns; JPEG-like codecs do not wait for them.
+_LEARNED_LOAD_LOCK = threading.Lock()
 
 
 class ResultCache:
@@ -265,14 +271,18 @@ class CodecWorker:
             self._emit(self.signals.busy, self.name, busy)
 
     def _run(self) -> None:
+        learned = bool(getattr(self.entry, "learned", False))
         try:
-            klass = self.entry.load_class()
-            self.spec = spec_of(klass, self.entry)
-            self._emit(self.signals.spec, self.spec)
-            if self._stop:
-                return
-            t0 = time.perf_counter()
-            self.codec = self.factory(self.entry)
+            with _LEARNED_LOAD_LOCK if learned else contextlib.nullcontext():
+                if self._stop:
+                    return
+                klass = self.entry.load_class()
+                self.spec = spec_of(klass, self.entry)
+                self._emit(self.signals.spec, self.spec)
+                if self._stop:
+                    return
+                t0 = time.perf_counter()
+                self.codec = self.factory(self.entry)
             status = CodecStatus(
                 name=self.name, device=str(self.codec.device_name),
                 weights=str(getattr(self.codec, "weights_name", "none")),

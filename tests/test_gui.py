@@ -530,6 +530,7 @@ def test_screenshot_cli(qtbot, photo, tmp_path):
     assert Image.open(out).size == (1200, 750)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not {"hybrid", "wavelet"} & set(registry.CODECS), reason="no learned codec registered")
 def test_learned_codecs_show_intermediates(make_window, qtbot, photo):
     entries = [registry.CODECS[n] for n in ("jpeg", "hybrid", "wavelet") if n in registry.CODECS]
