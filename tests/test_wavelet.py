@@ -232,3 +232,20 @@ def test_config_validation():
     with pytest.raises(ValueError):
         Config(attention_dim=60, attention_heads=16)
     assert Config().attention_heads == 8 and Config().ll_steps == 10 and Config().hf_steps == 4
+
+
+def test_coded_bits_match_model_likelihoods(codec):
+    """The rANS streams code exactly the distributions forward() trains (σ/Δ, per-step order)."""
+    from skimage import data
+
+    from codec.learned import image_to_tensor
+
+    m = codec.model
+    x = image_to_tensor(np.ascontiguousarray(data.astronaut()[:256, 128:384]), "cpu")
+    with torch.no_grad():
+        out = m(x, torch.tensor([1.0]))
+        enc = m.compress(x, 1.0)
+    for band in BANDS:
+        est = float(-torch.log2(out["likelihoods"][band]).sum())
+        real = 8 * len(enc["strings"][band])
+        assert est * 0.9 - 64 <= real <= est * 1.12 + 64, (band, est, real)  # table rounding of σ
