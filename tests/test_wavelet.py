@@ -100,6 +100,8 @@ def test_bad_bitstreams_fail_cleanly(codec, rng):
         {**s, "extra": b"\x00" * 8},                            # unknown section
         {**s, "LH": b"\x01\x02\x03"},                           # not a rANS stream
         {**s, "hyper": b""},
+        {**s, "LH": s["HL"], "HL": s["LH"]},                    # bands swapped
+        {**s, "LL": s["LL"][:1] + b"\x00" * 3},               # tag but no stream
     ]
     for sections in bad:
         with pytest.raises(BitstreamError):

@@ -1,6 +1,7 @@
 """The registry codec ``wavelet``: the wavelet latent model behind the :class:`Codec` contract.
 
-Sections: ``hyper`` (ẑ), then one rANS stream per latent band ``LL``, ``LH``, ``HL``, ``HH``.
+Sections: ``hyper`` (ẑ), then one rANS stream per latent band ``LL``, ``LH``, ``HL``, ``HH``;
+each payload is a one-byte stream tag followed by the rANS stream.
 The encoder decodes its own sections with the decoder's code path, so the reconstruction it
 returns is, by construction, the one :meth:`decode` produces from the file.
 
@@ -8,6 +9,10 @@ Intermediates (besides ``reconstruction``): ``y_LL`` … ``y_HH`` (encoder side)
 ``yhat_LL`` … ``yhat_HH`` (decoded), float32 channel-energy maps (mean of squares over the M
 channels) at band resolution, cropped to the bands' part of the unpadded image; band names as
 in :mod:`codec.dwt` (LL=cA, LH=cH, HL=cV, HH=cD).
+
+Info: ``bits_per_band`` (section bits, tag byte included, ``hyper`` too), ``delta`` (the mean
+effective quantisation step of each band at the coded rate: learned Δ_b times the rate's step
+scale), ``gate`` (mean α of each high band for this image), ``weights`` (the weights' name).
 """
 
 from __future__ import annotations
@@ -30,6 +35,9 @@ from .model import Model
 __all__ = ["WaveletCodec", "SECTIONS"]
 
 SECTIONS = ("hyper",) + BANDS
+# First byte of each section: which stream it holds, so a section moved under another name
+# (or pasted from another file kind) is refused instead of decoded into garbage.
+_TAGS = {name: 0xA0 + i for i, name in enumerate(SECTIONS)}
 _BAND_STRIDE = 32  # image pixels per latent-band position
 
 
@@ -59,10 +67,16 @@ class WaveletCodec(LearnedCodec):
                          params: dict[str, Any]) -> tuple[dict, float]:
         s = self.model.stride
         ph, pw = -(-height // s) * s, -(-width // s) * s
+        streams = {}
+        for name in SECTIONS:
+            data = sections[name]
+            if not data or data[0] != _TAGS[name]:
+                raise BitstreamError(f"section {name!r} does not hold the wavelet {name} stream")
+            streams[name] = data[1:]
         t0 = time.perf_counter()
         with torch.no_grad():
             try:
-                out = self.model.decompress(sections, ph, pw, params["rate"])
+                out = self.model.decompress(streams, ph, pw, params["rate"])
             except BitstreamError:
                 raise
             except (RuntimeError, ValueError, IndexError, OverflowError) as err:
@@ -89,7 +103,7 @@ class WaveletCodec(LearnedCodec):
         t0 = time.perf_counter()
         with torch.no_grad():
             enc = self.model.compress(x, params["rate"])
-        sections = {name: enc["strings"][name] for name in SECTIONS}
+        sections = {name: bytes([_TAGS[name]]) + enc["strings"][name] for name in SECTIONS}
         bitstream = self._container(w, h, params, sections)
         encode_ms = (time.perf_counter() - t0) * 1e3
         dec, decode_ms = self._decode_sections(sections, w, h, params)
