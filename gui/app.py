@@ -127,7 +127,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(args.screenshot)
         return 0
     window.show()
-    return app.exec()
+    code = app.exec()
+    if any(w.alive for w in window.hub.workers.values()):
+        # A codec is still inside a long encode (its result is no longer wanted). Settings are
+        # saved; leave without interpreter finalisation racing that thread's native code.
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 def _dark_palette(app) -> None:

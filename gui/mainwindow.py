@@ -642,7 +642,7 @@ class MainWindow(QtWidgets.QMainWindow):
     def _show_busy(self) -> None:
         if self.busy:
             self.busy_bar.show()
-            self.busy_label.setText("coding " + ", ".join(self.short_titles.get(n, n) for n in sorted(self.busy)))
+            self.busy_label.setText("working: " + ", ".join(self.short_titles.get(n, n) for n in sorted(self.busy)))
 
     # ================================================================ views
     def panels(self, full_only: bool = False) -> list[Panel]:

@@ -96,19 +96,14 @@ def collect_panels(source: ImageSource, outcomes: Mapping[str, EncodeOutcome],
                 continue
             label = f"{title} · {FRIENDLY_NAMES.get(iname, iname.replace('_', ' '))}"
             if arr.dtype == np.uint8:
-                same = np.array_equal(arr, res.image)
-                sub = "= output" if same else f"{_psnr(original, arr):.2f} dB"
+                psnr = m.intermediate_psnr.get(iname)
+                sub = ("= output" if iname in m.same_as_output
+                       else f"{psnr:.2f} dB" if psnr is not None else "")
                 panels.append(Panel(f"{name}:{iname}", label, "picture", arr, original, extent, name, sub))
             elif np.issubdtype(arr.dtype, np.floating):
                 panels.append(Panel(f"{name}:{iname}", label, "signed", arr, original, extent, name,
                                     "grey = 0"))
     return panels
-
-
-def _psnr(a: np.ndarray, b: np.ndarray) -> float:
-    from codec import metrics
-
-    return metrics.psnr(a, b)
 
 
 def signed_to_rgb(arr: np.ndarray, gain: float) -> np.ndarray:

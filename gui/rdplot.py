@@ -162,7 +162,10 @@ class RDPlot(QtWidgets.QWidget):
         row.addWidget(QtWidgets.QLabel("y axis"))
         row.addWidget(self.metric_combo, 1)
         side.addLayout(row)
-        side.addWidget(QtWidgets.QLabel("<b>BD vs JPEG</b> (negative rate = fewer bits)"))
+        bd_label = QtWidgets.QLabel("<b>BD vs JPEG</b> — this image: codec sweeps vs the JPEG sweep; "
+                                    "Kodak rows: published curves vs published JPEG. Negative rate = fewer bits.")
+        bd_label.setWordWrap(True)
+        side.addWidget(bd_label)
         side.addWidget(self.bd_table, 1)
         row2 = QtWidgets.QHBoxLayout()
         row2.addWidget(self.anchor_label, 1)
@@ -250,7 +253,17 @@ class RDPlot(QtWidgets.QWidget):
         return {c: self.curves[c].series(self.metric) for c in self.order if c in self.curves}
 
     def bd(self) -> list[tuple[str, float, float]]:
+        """BD of each codec's sweep against the JPEG sweep on this image (current metric)."""
         return bd_rows(self.series(), "jpeg", self.titles)
+
+    def anchor_bd(self) -> list[tuple[str, float, float]]:
+        """BD of each shown published curve against the published JPEG curve (Kodak averages)."""
+        shown = {a.name: a.series(self.metric) for a in self.anchors
+                 if a.name in self.checked_anchors or a.name == "JPEG"}
+        if "JPEG" not in shown:
+            return []
+        rows = bd_rows({k: v for k, v in shown.items() if v[0]}, "JPEG", {})
+        return [(f"Kodak · {name}", r, d) for name, r, d in rows if name in self.checked_anchors]
 
     # -- drawing -------------------------------------------------------------------------------
     def refresh(self) -> None:
@@ -323,7 +336,9 @@ class RDPlot(QtWidgets.QWidget):
                             + (f" · {self.note}" if self.note else ""))
 
     def _render_bd(self) -> None:
-        rows = self.bd()
+        rows = self.bd() + self.anchor_bd()
+        unit = "PSNR" if self.metric == "psnr" else "MS-SSIM"
+        self.bd_table.setHorizontalHeaderLabels(["vs JPEG", "BD-rate", f"BD-{unit}"])
         self.bd_table.setRowCount(len(rows))
         for r, (name, rate, dpsnr) in enumerate(rows):
             cells = [name, "n/a" if math.isnan(rate) else f"{rate:+.1f} %",

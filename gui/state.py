@@ -113,6 +113,8 @@ class Metrics:
     ms_ssim: float = float("nan")
     ms_ssim_db: float = float("nan")
     ms_ssim_state: str = "pending"
+    intermediate_psnr: dict[str, float] = field(default_factory=dict)
+    same_as_output: frozenset[str] = frozenset()
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -128,10 +130,20 @@ def measure(original: np.ndarray, result: CodecResult) -> Metrics:
     from codec import metrics
 
     state = "n/a" if min(original.shape[:2]) < metrics.MS_SSIM_MIN_SIDE else "pending"
+    # Picture intermediates (a hybrid's JPEG base, base + residual) are measured here, in the
+    # worker, so that the GUI thread never scans full-resolution arrays.
+    inter, same = {}, set()
+    for name, arr in result.intermediates.items():
+        if (isinstance(arr, np.ndarray) and arr.dtype == np.uint8 and arr.shape == original.shape
+                and arr is not result.image):
+            if np.array_equal(arr, result.image):
+                same.add(name)
+            inter[name] = metrics.psnr(original, arr)
     return Metrics(
         width=result.width, height=result.height, num_bytes=result.num_bytes, bpp=result.bpp,
         psnr=metrics.psnr(original, result.image), encode_ms=result.encode_ms,
-        decode_ms=result.decode_ms, section_bpp=dict(result.section_bpp), ms_ssim_state=state)
+        decode_ms=result.decode_ms, section_bpp=dict(result.section_bpp), ms_ssim_state=state,
+        intermediate_psnr=inter, same_as_output=frozenset(same))
 
 
 def add_ms_ssim(m: Metrics, original: np.ndarray, decoded: np.ndarray) -> Metrics:

@@ -374,7 +374,8 @@ class ErrorView(PanelView):
         self._update_gain_label()
 
     def targets(self) -> list[Panel]:
-        return [p for p in self.panels if p.is_picture and p.key != "original"]
+        """Decoded pictures (error against the original) and signed data such as residuals."""
+        return [p for p in self.panels if p.key != "original"]
 
     def target(self) -> Panel | None:
         return self.panel(self.target_combo.currentData() or "")
@@ -441,6 +442,18 @@ class ErrorView(PanelView):
             self.item.clear()
             self.error = None
             self.stats.setText("no decoded image yet")
+            return
+        if p.kind == "signed":  # a residual in [-1, 1]: shown in 8-bit levels like an error
+            d = np.asarray(p.data, dtype=np.float32) * 255.0
+            err = d.mean(axis=2) if self.mode == "signed" else np.sqrt((d * d).mean(axis=2))
+            self.error = np.ascontiguousarray(err)
+            self.item.setImage(self.error, autoLevels=False)
+            self.item.setRect(QtCore.QRectF(0, 0, p.extent[0], p.extent[1]))
+            self.colorbar.setColorMap(pg.colormap.get("CET-D1" if self.mode == "signed" else "inferno"))
+            self.colorbar.setLevels(self.levels())
+            self.colorbar.setLabel("left", f"{p.title} (8-bit levels)")
+            self.stats.setText(f"{p.title}: RMS {float(np.sqrt(np.mean(d * d))):.2f} · mean {float(d.mean()):+.3f} "
+                               f"· max |value| {float(np.abs(d).max()):.0f} (8-bit levels)")
             return
         if self.mode == "signed":
             err = signed_error(p.data, p.original)

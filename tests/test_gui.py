@@ -101,6 +101,9 @@ def make_window(qtbot, settings):
     yield make
     for w in made:
         w.close()
+    for w in made:  # no worker may outlive its test (a daemon thread in torch code at exit aborts)
+        for worker in w.hub.workers.values():
+            assert worker.join(120), f"{worker.name} worker did not stop"
 
 
 def settle(qtbot, win, timeout=TIMEOUT_MS):
