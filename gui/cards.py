@@ -231,6 +231,15 @@ class CodecCard(QtWidgets.QFrame):
             for i, (k, v) in enumerate((k, v) for k, v in m.section_bpp.items() if v > 0)) + " bpp")
         self._show_delta()
 
+    def clear_metrics(self) -> None:
+        """A new image: nothing shown may belong to the previous one."""
+        self.outcome = None
+        self.delta_psnr = math.nan
+        for lab in self.metric_labels.values():
+            lab.setText("…")
+        self.bar.set_sections({})
+        self.legend.setText("")
+
     def set_delta_psnr(self, delta: float) -> None:
         self.delta_psnr = delta
         self._show_delta()

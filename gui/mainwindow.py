@@ -76,6 +76,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self.match_results: dict[str, MatchOutcome] = {}
         self.busy: set[str] = set()
         self.flip = False
+        self.anchor_dir: str | None = None
+        self._wipe_restored = False
+        self._menu_keys: list[str] | None = None
         self.setWindowTitle("lic-studio")
         self.setAcceptDrops(True)
         self.hub = WorkerHub(self.entries, factory, cache_bytes)
@@ -377,9 +380,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self.full_outcomes.clear()
         self.latest.clear()
         self.sweep_signature.clear()
+        self.sweep_key.clear()
         for card in self.cards.values():
-            card.outcome = None
-            card.delta_psnr = math.nan
+            card.clear_metrics()
         if notes:
             self.show_message("; ".join(notes), error=False)
         else:
@@ -453,6 +456,7 @@ class MainWindow(QtWidgets.QMainWindow):
                 self._request(name, self.cards[name].params(), dragging=False)
         else:
             self.timers[name].stop()
+            self.cards[name].clear_metrics()
             self.latest.pop(name, None)
             self.outcomes.pop(name, None)
             self.full_outcomes.pop(name, None)
@@ -511,12 +515,16 @@ class MainWindow(QtWidgets.QMainWindow):
             self.full_outcomes[name] = outcome
         card = self.cards[name]
         card.show_outcome(outcome)
-        if outcome.ok and outcome.image_key == self.sweep_key.get(name, outcome.image_key):
-            m = outcome.metrics  # the star moves only where it is comparable with the sweep
-            self.rd.set_current(name, m.bpp, m.psnr, m.ms_ssim_db)
+        self._update_star(name)
         self._update_deltas()
         self._update_bar_scale()
         self._refresh_panels()
+
+    def _update_star(self, name: str) -> None:
+        """The R-D plot's current point, only where it is comparable with the codec's sweep."""
+        o = self.outcomes.get(name)
+        if o is not None and o.ok and o.image_key == self.sweep_key.get(name, o.image_key):
+            self.rd.set_current(name, o.metrics.bpp, o.metrics.psnr, o.metrics.ms_ssim_db)
 
     def _update_bar_scale(self) -> None:
         bpps = [o.metrics.bpp for o in self.outcomes.values() if o.ok]
@@ -560,6 +568,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.sweep_key[name] = key
         gen = self.hub.sweep(name, params, image, key, with_ms)
         self.rd.reset_curve(name, gen, 0)
+        self._update_star(name)
         self.rd.note = (f"sweeps on the {image.shape[1]}×{image.shape[0]} preview" if use_preview else "")
 
     def _on_sweep_point(self, point: SweepPoint) -> None:
@@ -656,7 +665,7 @@ class MainWindow(QtWidgets.QMainWindow):
             self.flip = False
         self.grid.set_panels(panels)
         self.wipe.set_panels(panels)
-        if not getattr(self, "_wipe_restored", False) and len(panels) > 1:
+        if not self._wipe_restored and len(panels) > 1:
             self.wipe.select(self.settings.get("wipe/left", None), self.settings.get("wipe/right", None))
             self._wipe_restored = True
         self.error_view.set_panels(panels)
@@ -665,7 +674,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _rebuild_panels_menu(self, panels: list[Panel]) -> None:
         keys = [p.key for p in panels]
-        if getattr(self, "_menu_keys", None) == keys:
+        if self._menu_keys == keys:
             return
         self._menu_keys = keys
         self.panels_menu.clear()

@@ -316,6 +316,7 @@ class CodecWorker:
                     self._set_busy(True)
                     self._do_match(match)
                 elif sweep_step is not None and sweep_step[0] is not None and sweep_step[1] is not None:
+                    self._set_busy(False)  # background work: no busy indicator for sweeps
                     self._do_sweep_step(*sweep_step)
             except Exception:  # pragma: no cover - a bug; keep the worker alive
                 log.exception("worker %s failed", self.name)

@@ -529,8 +529,9 @@ def test_screenshot_cli(qtbot, photo, tmp_path):
     Image.fromarray(photo).save(img)
     out = tmp_path / "shot.png"
     assert app_main(["--screenshot", str(out), str(img), "--codecs", "jpeg", "--size", "1200x750",
-                     "--timeout", "30"]) == 0
-    assert Image.open(out).size == (1200, 750)
+                     "--timeout", "30", "--png-colors", "64", "--view", "rd"]) == 0
+    shot = Image.open(out)
+    assert shot.size == (1200, 750) and shot.mode == "P" and len(shot.getcolors(256)) <= 64
 
 
 @pytest.mark.slow
