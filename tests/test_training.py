@@ -1,0 +1,415 @@
+"""lic-train: data, losses, the loop, exact resume, signals, DDP, export and the manifest.
+
+Tiny model configs on 64 px crops of a few scikit-image photographs written to a temporary
+folder: every test runs in seconds on a CPU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from codec import weights as W
+from codec.errors import ParameterError, WeightsError
+from codec.jpeg import jpeg_decode, jpeg_encode
+from training import cli
+from training.checkpoint import load_checkpoint
+from training.config import RunConfig, apply_overrides, parse_overrides
+from training.data import CropSampler, check_crop, find_images, load_images
+from training.export import export_checkpoint, validate_manifest
+from training.losses import RateDistortionLoss, ms_ssim_per_sample
+from training.models import codec_class, codec_from_model, select_parameters
+from training.trainer import Trainer, resume_config
+
+
+def _tiny(codec: str) -> dict[str, str]:
+    """``Config.tiny()`` of ``codec`` as ``--config`` overrides (the fields it changes)."""
+    cls = codec_class(codec).config_class
+    tiny, default = cls.tiny(), cls()
+    out = {}
+    for f in dataclasses.fields(cls):
+        v = getattr(tiny, f.name)
+        if v != getattr(default, f.name):
+            out[f.name] = ",".join(map(str, v)) if isinstance(v, tuple) else str(v)
+    return out
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One torch thread: on a loaded 2-core machine, thread contention makes steps 10x slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    """A training folder (with a sub-folder) of three photographs and a validation folder."""
+    from skimage import data
+
+    root = tmp_path_factory.mktemp("images")
+    (root / "train" / "sub").mkdir(parents=True)
+    (root / "val").mkdir()
+    photos = [data.astronaut()[:112, :144], data.coffee()[:96, :128], data.chelsea()[:128, :160]]
+    for i, img in enumerate(photos):
+        Image.fromarray(np.ascontiguousarray(img)).save(root / "train" / ("sub" if i == 2 else "") / f"p{i}.png")
+    Image.fromarray(np.ascontiguousarray(data.astronaut()[200:264, 180:260])).save(root / "val" / "v.png")
+    return root
+
+
+@pytest.fixture
+def weights_dir(tmp_path, monkeypatch):
+    d = tmp_path / "weights"
+    monkeypatch.setenv("LIC_WEIGHTS_DIR", str(d))
+    return d
+
+
+def _cfg(folders, out, mode="hybrid", **kw) -> RunConfig:
+    base = dict(mode=mode, data=str(folders / "train"), out=str(out),
+                model_config=_tiny(RunConfigCodec[mode]), crop=64, batch=2, steps=4, lr=1e-3,
+                warmup_steps=0, lr_decay_at=(), log_every=1, val_every=0, checkpoint_every_minutes=60)
+    base.update(kw)
+    return RunConfig(**base)
+
+
+RunConfigCodec = {"hybrid": "hybrid", "refine": "hybrid", "wavelet": "wavelet"}
+
+
+@pytest.fixture(scope="module")
+def hybrid_ckpt(folders, tmp_path_factory):
+    """A hybrid run of a few steps: its last.ckpt (shared by refine and export tests)."""
+    out = tmp_path_factory.mktemp("hybrid_run")
+    Trainer(_cfg(folders, out, steps=3)).run()
+    return out / "last.ckpt"
+
+
+# -- config and data --------------------------------------------------------------------------
+def test_config_overrides_parse_types_and_reject_unknown_fields():
+    cls = codec_class("wavelet").config_class
+    cfg = apply_overrides(cls, None, parse_overrides(["M=16", "use_adaptive_quant=false", "delta_init=1,2,2,3"]))
+    assert cfg.M == 16 and cfg.use_adaptive_quant is False and cfg.delta_init == (1.0, 2.0, 2.0, 3.0)
+    with pytest.raises(ParameterError, match="valid: .*use_adaptive_quant"):
+        apply_overrides(cls, None, {"no_such_field": "1"})
+    with pytest.raises(ParameterError, match="true/false"):
+        apply_overrides(cls, None, {"use_adaptive_quant": "maybe"})
+    with pytest.raises(ParameterError, match="key=value"):
+        parse_overrides(["M16"])
+
+
+def test_crop_must_be_a_multiple_of_the_stride(folders, tmp_path):
+    check_crop(128, 64)
+    for bad in (32, 96, 0):
+        with pytest.raises(ParameterError, match="multiple of the model's stride 64"):
+            check_crop(bad, 64)
+    with pytest.raises(ParameterError, match="stride"):
+        Trainer(_cfg(folders, tmp_path, crop=48))
+
+
+def test_sampler_is_deterministic_resumable_and_codes_jpeg_bases(folders):
+    images = load_images(find_images(folders / "train"))
+    assert len(images) == 3  # the sub-folder is searched too
+    s = CropSampler(images, 64, seed=5, base_quality=(20, 40))
+    s.sample(2)
+    state = s.state_dict()
+    a = s.sample(3)
+    s.load_state_dict(state)
+    b = s.sample(3)
+    for x, y in zip(a, b):
+        assert np.array_equal(x, y)
+    assert a.images.shape == (3, 64, 64, 3) and a.images.dtype == np.uint8
+    for k in range(3):
+        assert 20 <= a.qualities[k] <= 40
+        data = jpeg_encode(a.images[k], int(a.qualities[k]), "4:2:0")
+        assert a.base_bits[k] == 8 * len(data)
+        assert np.array_equal(a.bases[k], jpeg_decode(data, 64, 64))
+    assert CropSampler(images, 64, seed=5).sample(2).bases is None
+
+
+def test_loss_counts_base_bits_and_ms_ssim_fits_small_crops():
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 64, 64)
+    x_hat = (x + 0.05 * torch.randn_like(x)).clamp(0, 1)
+    lik = {"y": torch.full((2, 4, 4, 4), 0.5)}  # 64 bits per sample
+    lam = torch.tensor([0.01, 0.02])
+    plain = RateDistortionLoss()(x_hat, x, lik, lam)
+    assert plain.bpp_latent.item() == pytest.approx(64 / 4096)
+    with_base = RateDistortionLoss()(x_hat, x, lik, lam, base_bits=torch.tensor([4096.0, 8192.0]))
+    assert with_base.bpp.item() == pytest.approx(64 / 4096 + 1.5)
+    assert with_base.loss.item() == pytest.approx(plain.loss.item() + 1.5, rel=1e-5)
+    s = ms_ssim_per_sample(x_hat, x)  # 64 px: three scales
+    assert s.shape == (2,) and torch.all((s > 0) & (s < 1))
+    from pytorch_msssim import ms_ssim
+
+    big, noisy = torch.rand(1, 3, 176, 176), torch.rand(1, 3, 176, 176)
+    noisy = (0.8 * big + 0.2 * noisy)
+    assert ms_ssim_per_sample(noisy, big).item() == pytest.approx(
+        ms_ssim(noisy, big, data_range=1.0).item(), abs=1e-5)  # five scales: the standard value
+    with pytest.raises(ParameterError, match="nothing is downloaded"):
+        RateDistortionLoss(vgg_weight=1.0)
+    with pytest.raises(ParameterError, match="no such file"):
+        RateDistortionLoss(vgg_weight=1.0, vgg_weights="/nonexistent/vgg16.pth")
+
+
+# -- training -----------------------------------------------------------------------------------
+def _fixed_batch_loss(trainer: Trainer, batch, rate: float) -> float:
+    """Deterministic loss (eval mode: rounded latents) of ``trainer``'s model on ``batch``."""
+    from training.trainer import _to_tensor
+
+    model = trainer.raw
+    was = model.training
+    model.eval()
+    with torch.no_grad():
+        x = _to_tensor(batch.images, trainer.device)
+        kw = {"base": _to_tensor(batch.bases, trainer.device)} if batch.bases is not None else {}
+        r = torch.full((x.shape[0],), rate)
+        out = model(x, r, **kw)
+        bits = torch.from_numpy(batch.base_bits) if batch.base_bits is not None else None
+        loss = trainer.loss_fn(out["x_hat"], x, out["likelihoods"], model.lambda_for_rate(r), bits).loss
+    model.train(was)
+    return float(loss)
+
+
+@pytest.mark.parametrize("mode", ["hybrid", "wavelet"])
+def test_a_few_dozen_steps_lower_the_loss(folders, tmp_path, mode):
+    trainer = Trainer(_cfg(folders, tmp_path, mode=mode, steps=30, lr=2e-3, lambda_schedule=(0.01,)))
+    held_out = CropSampler(load_images(find_images(folders / "train")), 64, seed=99,
+                           base_quality=(30, 30) if mode == "hybrid" else None).sample(4)
+    rate = trainer.raw.rate_for_lambda(0.01)
+    before = _fixed_batch_loss(trainer, held_out, rate)
+    result = trainer.run()
+    after = _fixed_batch_loss(trainer, held_out, rate)
+    assert result.step == 30 and result.reason == "done" and result.skipped_steps == 0
+    assert after < 0.8 * before, (before, after)
+    rows = (tmp_path / "train.csv").read_text().splitlines()
+    assert rows[0].startswith("step,loss,bpp") and len(rows) == 31
+
+
+def test_refine_trains_only_the_post_filter_with_the_rest_in_eval_mode(folders, tmp_path, hybrid_ckpt,
+                                                                       weights_dir):
+    modes = []
+
+    def spy(t: Trainer):
+        modes.append((t.raw.training, t.raw.g_a.training, t.raw.refine.training))
+
+    trainer = Trainer(_cfg(folders, tmp_path, mode="refine", init=str(hybrid_ckpt), steps=3), on_step=spy)
+    start = load_checkpoint(hybrid_ckpt)["model"]
+    trainer.run()
+    end = trainer.raw.state_dict()
+    assert modes == [(False, False, True)] * 3
+    changed = {k for k in start if not torch.equal(start[k], end[k])}
+    assert changed and all(k.startswith("refine.") for k in changed), sorted(changed)[:5]
+    assert "checkpoint" in trainer.started_from
+    assert [h["mode"] for h in trainer.history] == ["hybrid"] and trainer.history[0]["steps"] == 3
+    entry = export_checkpoint(tmp_path / "last.ckpt", "refined", check=False)
+    assert entry["training"]["mode"] == "refine" and entry["training"]["total_steps"] == 6
+
+
+def test_nonfinite_step_is_skipped_not_fatal(folders, tmp_path):
+    trainer = Trainer(_cfg(folders, tmp_path, mode="wavelet", steps=4))
+    real = trainer.loss_fn.forward
+    calls = {"n": 0}
+    snapshots = {}
+
+    def flaky(*a, **kw):
+        calls["n"] += 1
+        terms = real(*a, **kw)
+        return terms._replace(loss=terms.loss * float("nan")) if calls["n"] == 2 else terms
+
+    def spy(t):
+        snapshots[t.step] = {k: v.clone() for k, v in t.raw.named_parameters() if k in t.main_names}
+
+    trainer.loss_fn.forward = flaky
+    trainer.on_step = spy
+    result = trainer.run()
+    assert result.step == 4 and result.skipped_steps == 1
+    assert all(torch.equal(snapshots[1][k], snapshots[2][k]) for k in snapshots[1])  # step 2 skipped
+    assert any(not torch.equal(snapshots[2][k], snapshots[3][k]) for k in snapshots[2])
+
+
+def _stop_at(step):
+    def hook(t: Trainer):
+        if t.step == step:
+            t.request_stop()
+    return hook
+
+
+def test_resume_after_interruption_continues_exactly(folders, tmp_path):
+    straight = Trainer(_cfg(folders, tmp_path / "a", steps=6, warmup_steps=2, lr_decay_at=(0.5,)))
+    straight.run()
+
+    first = Trainer(_cfg(folders, tmp_path / "b", steps=6, warmup_steps=2, lr_decay_at=(0.5,)),
+                    on_step=_stop_at(3))
+    r1 = first.run()
+    assert (r1.reason, r1.step) == ("stopped", 3)
+    cfg, doc = resume_config(tmp_path / "b", {"max_minutes": 30.0})
+    assert doc["step"] == 3 and cfg.max_minutes == 30.0
+    second = Trainer(cfg, resume=doc)
+    r2 = second.run()
+    assert (r2.reason, r2.step) == ("done", 6)
+
+    a, b = straight.raw.state_dict(), second.raw.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    for oa, ob in ((straight.optimizer, second.optimizer), (straight.aux_optimizer, second.aux_optimizer)):
+        sa, sb = oa.state_dict(), ob.state_dict()
+        assert sa["param_groups"] == sb["param_groups"]
+        for i in sa["state"]:
+            for key in sa["state"][i]:
+                assert torch.equal(torch.as_tensor(sa["state"][i][key]), torch.as_tensor(sb["state"][i][key]))
+    assert straight.scheduler.state_dict() == second.scheduler.state_dict()
+    steps = [int(line.split(",")[0]) for line in (tmp_path / "b" / "train.csv").read_text().splitlines()[1:]]
+    assert steps == [1, 2, 3, 4, 5, 6]
+    with pytest.raises(ParameterError, match="cannot change on --resume"):
+        resume_config(tmp_path / "b", {"crop": 128})
+
+
+def test_sigterm_checkpoints_and_restores_handlers(folders, tmp_path):
+    def send(t: Trainer):
+        if t.step == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    before = signal.getsignal(signal.SIGTERM)
+    result = Trainer(_cfg(folders, tmp_path, mode="wavelet", steps=10), on_step=send).run()
+    assert (result.reason, result.step) == ("signal", 2)
+    assert load_checkpoint(tmp_path / "last.ckpt")["step"] == 2
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_wavelet_transfer_recipe_freezes_then_fine_tunes(folders, tmp_path):
+    Trainer(_cfg(folders, tmp_path / "pre", mode="wavelet", steps=2)).run()
+    pre = tmp_path / "pre" / "last.ckpt"
+    snaps = {}
+
+    def spy(t: Trainer):
+        snaps[t.step] = {k: v.detach().clone() for k, v in t.raw.named_parameters()}
+
+    trainer = Trainer(_cfg(folders, tmp_path / "ft", mode="wavelet", steps=4, pretrain=str(pre),
+                           freeze_except=("ll_context", "gate"), freeze_steps=2), on_step=spy)
+    start = load_checkpoint(pre)["model"]
+    trainer.run()
+    moved = {k for k in snaps[2] if not torch.equal(snaps[2][k], start[k])}
+    assert moved and all(k.split(".")[0] in ("ll_context", "gate") or k.endswith("quantiles") for k in moved)
+    assert not torch.equal(snaps[4]["g_a.0.weight"], start["g_a.0.weight"])  # then everything trains
+    with pytest.raises(ParameterError, match="sub-modules: .*ll_context"):
+        select_parameters(trainer.raw, ["freq_attention_typo"])
+    assert select_parameters(trainer.raw, ["bands.*.attn"])
+
+
+def _ddp_worker(rank: int, world: int, port: int, cfg_dict: dict, out: str) -> None:
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    from training.dist import init_distributed
+
+    dist = init_distributed("cpu")
+    try:
+        trainer = Trainer(RunConfig.from_dict(cfg_dict), dist=dist)
+        trainer.run()
+        flat = torch.cat([p.detach().flatten() for p in trainer.raw.parameters()])
+        torch.save(flat, Path(out, f"rank{rank}.pt"))
+    finally:
+        dist.close()
+
+
+def test_two_cpu_ranks_with_gloo(folders, tmp_path):
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cfg = _cfg(folders, tmp_path / "run", steps=2).to_dict()
+    mp.spawn(_ddp_worker, args=(2, port, cfg, str(tmp_path)), nprocs=2, join=True)
+    doc = load_checkpoint(tmp_path / "run" / "last.ckpt")
+    assert doc["step"] == 2 and doc["world_size"] == 2 and len(doc["sampler"]) == 2
+    assert doc["sampler"][0] != doc["sampler"][1]  # each rank draws from its own shard and seed
+    p0, p1 = torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt")
+    assert torch.equal(p0, p1)  # DDP-averaged gradients and hand-averaged quantiles keep ranks equal
+    assert len((tmp_path / "run" / "train.csv").read_text().splitlines()) == 3  # rank 0 only
+
+
+# -- export and the manifest ----------------------------------------------------------------------
+def test_export_load_round_trip_and_manifest(hybrid_ckpt, weights_dir, photo):
+    cls = codec_class("hybrid")
+    e1 = export_checkpoint(hybrid_ckpt, "h32")
+    e2 = export_checkpoint(hybrid_ckpt, "h16", fp16=True, default=True)
+    assert (e1["weights_id"], e2["weights_id"]) == (1, 2)
+    assert e1["training"]["steps"] == 3 and e1["training"]["continuous"] and e1["rate_range"] == [0.0, 1.0]
+    assert validate_manifest(weights_dir) == []
+
+    doc = torch.load(weights_dir / "h16.pt", weights_only=True)
+    assert set(doc) == {"format", "codec", "config", "state_dict", "weights_id"} and doc["weights_id"] == 2
+    sd = doc["state_dict"]
+    params = {n for n, _ in cls.model_class(cls.config_class.tiny()).named_parameters()}
+    assert params and all(sd[n].dtype == torch.float16 for n in params)
+    assert all(v.dtype == torch.int32 for k, v in sd.items() if k.endswith("_quantized_cdf"))
+
+    # The in-memory codec used for validation codes exactly like the exported fp32 weights.
+    ck = load_checkpoint(hybrid_ckpt)
+    cfg = cls.config_class(**{k: tuple(v) if isinstance(v, list) else v for k, v in ck["model_config"].items()})
+    model = cls.model_class(cfg)
+    model.load_state_dict(ck["model"])
+    mem = codec_from_model(cls, model, cfg)
+    disk = cls(weights="h32", device="cpu")
+    image = np.ascontiguousarray(photo[:40, :56])
+    a, b = mem.encode(image, rate=0.4), disk.encode(image, rate=0.4)
+    assert a.sections == b.sections and np.array_equal(a.image, b.image)
+
+    half = cls(weights="default", device="cpu")  # h16 is the default: fp16 loads as fp32
+    assert half.weights_name == "h16" and half.weights_id == 2
+    enc = half.encode(image, rate=0.8)
+    assert np.array_equal(half.decode(enc.bitstream).image, enc.image)
+
+    again = export_checkpoint(hybrid_ckpt, "h32", default=True)  # same name keeps its id
+    assert again["weights_id"] == 1
+    entries = W.load_manifest(weights_dir)
+    assert [e.name for e in entries if e.default] == ["h32"]
+    assert validate_manifest(weights_dir) == []
+
+
+def test_tampered_weights_file_is_refused(hybrid_ckpt, weights_dir):
+    export_checkpoint(hybrid_ckpt, "tamper", check=False)
+    path = weights_dir / "tamper.pt"
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.raises(WeightsError, match="sha256"):
+        codec_class("hybrid")(weights="tamper", device="cpu")
+    problems = validate_manifest(weights_dir)
+    assert len(problems) == 1 and "sha256" in problems[0]
+
+
+# -- the command line -------------------------------------------------------------------------------
+def test_cli_options_defaults_and_errors(folders, tmp_path, capsys):
+    args = cli.parse_args(["hybrid", "--data", "d", "--out", str(tmp_path / "x"), "--lambda-schedule",
+                           "--phase-steps", "100", "--base-quality", "20:50", "--config", "M=16"])
+    cfg, doc = cli.run_config_from_args(args)
+    assert doc is None and cfg.lambda_schedule == (0.045, 0.032, 0.016, 0.008, 0.004, 0.002)
+    assert cfg.steps == 600 and cfg.base_quality == (20, 50) and cfg.model_config == {"M": "16"}
+    with pytest.raises(ParameterError, match="exclude"):
+        cli.run_config_from_args(cli.parse_args(["wavelet", "--data", "d", "--continuous", "--lambda-schedule", "0.01"]))
+    with pytest.raises(ParameterError, match="needs --init"):
+        cli.run_config_from_args(cli.parse_args(["refine", "--data", "d"]))
+
+    out = tmp_path / "run"
+    argv = ["wavelet", "--data", str(folders / "train"), "--out", str(out), "--crop", "64", "--batch", "1",
+            "--steps", "1", "--val", str(folders / "val"), "--val-images", "1", "--val-points", "2",
+            "--warmup-steps", "0"] + [f"--config={k}={v}" for k, v in _tiny("wavelet").items()]
+    assert cli.main(argv) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["step"] == 1 and len(summary["validation"]["points"]) == 2
+    assert cli.main(argv) == 2  # the folder holds a run: --resume or another --out
+    assert "--resume" in capsys.readouterr().err
+    assert cli.main(argv + ["--resume", "--steps", "2"]) == 0
+    assert load_checkpoint(out / "last.ckpt")["step"] == 2
+    assert cli.main(["wavelet", "--data", str(folders / "train"), "--out", str(tmp_path / "bad"),
+                     "--crop", "100"]) == 2
+    assert "multiple of the model's stride" in capsys.readouterr().err

@@ -1,0 +1,286 @@
+"""``lic-train``: train the hybrid, its refinement filter and the wavelet codec; export weights.
+
+Examples::
+
+    lic-train hybrid --data ../shared/data/train --val ../shared/data/kodak --out runs/hybrid
+    lic-train hybrid --out runs/hybrid --resume --max-minutes 120
+    lic-train refine --init runs/hybrid/last.ckpt --data ../shared/data/train --out runs/refine
+    lic-train wavelet --data … --pretrain runs/base/last.ckpt \
+        --freeze-except ll_context freq_attention channel_gate adaptive_quant --freeze-steps 20000
+    lic-train export runs/hybrid/last.ckpt --name hybrid-v1 --default
+    torchrun --nproc_per_node 4 -m training.cli wavelet …   (DistributedDataParallel)
+
+Run options live in :class:`training.config.RunConfig`; every option here fills one field.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from codec.errors import LicError
+
+from .config import HYBRID_SCHEDULE, MODES, RunConfig, parse_floats, parse_overrides, parse_range
+
+__all__ = ["parse_args", "main", "run_config_from_args"]
+
+log = logging.getLogger("training")
+
+
+def _add_run_options(p: argparse.ArgumentParser, mode: str) -> None:
+    # Every default is None so that a resumed run can tell what was given on this command line.
+    g = p.add_argument_group("run")
+    g.add_argument("--data", help="folder of training images (recursive)")
+    g.add_argument("--val", help="folder of validation images (real entropy coding), e.g. ../shared/data/kodak")
+    g.add_argument("--out", help=f"run folder for checkpoints and logs (default runs/{mode})")
+    g.add_argument("--resume", action="store_true", help="continue OUT/last.ckpt exactly")
+    g.add_argument("--init", help="start from weights: a .pt file, a manifest name or a .ckpt")
+    g.add_argument("--config", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a field of the model Config (repeatable)")
+    g.add_argument("--seed", type=int)
+    g.add_argument("--threads", type=int, help="torch CPU threads (e.g. 1 for a background run)")
+    g.add_argument("--device", help="cpu, cuda, cuda:1 … (default: CUDA if present)")
+    g = p.add_argument_group("budget")
+    g.add_argument("--steps", type=int, help="total steps of the run (default 100000, or phases × --phase-steps)")
+    g.add_argument("--max-minutes", type=float, help="stop (with a checkpoint) after this many minutes")
+    g.add_argument("--checkpoint-every-minutes", type=float, help="periodic checkpoint interval (default 10)")
+    g = p.add_argument_group("data")
+    g.add_argument("--crop", type=int, help="square crop side, a multiple of the model stride "
+                   "(default 128, or the model's min_train_crop rounded up to the stride if larger)")
+    g.add_argument("--batch", type=int, help="batch size per rank (default 8)")
+    if MODES[mode] == "hybrid":
+        g.add_argument("--base-quality", help="JPEG base quality range LO:HI sampled per crop (default 10:80)")
+        g.add_argument("--base-subsampling", choices=("4:2:0", "4:4:4"), help="JPEG base chroma (default 4:2:0)")
+    g = p.add_argument_group("optimisation")
+    g.add_argument("--lr", type=float, help="Adam learning rate (default 1e-4)")
+    g.add_argument("--aux-lr", type=float, help="entropy-bottleneck quantile learning rate (default 1e-3)")
+    g.add_argument("--warmup-steps", type=int, help="linear warm-up steps (default 500)")
+    g.add_argument("--lr-decay-at", help="fractions of the run (or phase) where lr is multiplied by "
+                                         "--lr-decay-factor (default 0.8,0.95)")
+    g.add_argument("--lr-decay-factor", type=float, help="default 0.1")
+    g.add_argument("--clip", type=float, help="gradient-norm clip, 0 for none (default 1.0)")
+    g = p.add_argument_group("rate")
+    g.add_argument("--continuous", action="store_true",
+                   help="sample the rate knob t ~ U[0,1] per sample, λ = model.lambda_for_rate(t) (default)")
+    g.add_argument("--lambda-schedule", nargs="?", const=",".join(map(str, HYBRID_SCHEDULE)), metavar="L1,L2,…",
+                   help="fixed-λ phases, each fine-tuning the last (alone: the design's "
+                        f"{','.join(map(str, HYBRID_SCHEDULE))})")
+    g.add_argument("--phase-steps", type=int, help="steps per λ phase")
+    g = p.add_argument_group("loss")
+    g.add_argument("--ms-ssim-weight", type=float, help="add W·λ·(1−MS-SSIM) to the distortion (0: off)")
+    g.add_argument("--vgg-weight", type=float, help="add W·λ·VGG16 feature MSE (needs --vgg-weights)")
+    g.add_argument("--vgg-weights", help="local torchvision VGG16 state dict (nothing is downloaded)")
+    if mode == "wavelet":
+        g = p.add_argument_group("transfer")
+        g.add_argument("--pretrain", help="checkpoint/weights to copy matching tensors from")
+        g.add_argument("--freeze-except", nargs="+", metavar="MODULE",
+                       help="train only these sub-modules (dotted-name prefixes) first")
+        g.add_argument("--freeze-steps", type=int,
+                       help="steps of the frozen stage before everything is fine-tuned (default: whole run)")
+    g = p.add_argument_group("validation and output")
+    g.add_argument("--val-images", type=int, help="validation images (default 4)")
+    g.add_argument("--val-points", type=int, help="codec sweep points validated (default 3)")
+    g.add_argument("--val-every", type=int, help="validate every N steps (0: only at the end; default 2000)")
+    g.add_argument("--val-crop", type=int, help="centre-crop validation images to N px (0: full size)")
+    g.add_argument("--log-every", type=int, help="CSV/progress interval in steps (default 50)")
+    g.add_argument("--export", dest="export_name", metavar="NAME",
+                   help="export the final weights (and each λ phase as NAME-lambdaλ) to weights/")
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="lic-train", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--verbose", action="store_true", help="debug logging and tracebacks")
+    sub = p.add_subparsers(dest="command", required=True)
+    helps = {"hybrid": "train the hybrid codec's residual model",
+             "refine": "train the hybrid's MultiScaleRefine with the rest frozen (eval mode)",
+             "wavelet": "train the wavelet codec"}
+    for mode in MODES:
+        _add_run_options(sub.add_parser(mode, help=helps[mode]), mode)
+    e = sub.add_parser("export", help="write weights/NAME.pt and its manifest entry from a checkpoint")
+    e.add_argument("checkpoint")
+    e.add_argument("--name", required=True)
+    e.add_argument("--fp16", action="store_true", help="store float parameters as float16")
+    e.add_argument("--default", action="store_true", help="make these the codec's default weights")
+    e.add_argument("--weights-dir", help="manifest folder (default: $LIC_WEIGHTS_DIR or the repo's weights/)")
+    e.add_argument("--eval", dest="eval_dir", help="also measure an R-D sweep on this folder (e.g. Kodak)")
+    e.add_argument("--eval-images", type=int, default=0, help="limit the sweep to N images (0: all)")
+    e.add_argument("--no-check", action="store_true", help="skip the load + round-trip check")
+    v = sub.add_parser("eval", help="R-D sweep of a checkpoint or weights with real entropy coding")
+    v.add_argument("source", help="a .ckpt, a .pt weights file or a manifest name")
+    v.add_argument("--data", required=True, help="folder of images")
+    v.add_argument("--codec", help="codec of a manifest name (default: found from the source)")
+    v.add_argument("--images", type=int, default=0, help="use the first N images (0: all)")
+    v.add_argument("--out", help="write the CompressAI-format curve JSON here")
+    v.add_argument("--threads", type=int)
+    v.add_argument("--device")
+    return p.parse_args(argv)
+
+
+def run_config_from_args(args: argparse.Namespace) -> tuple[RunConfig, dict | None]:
+    """The run's config (and, with ``--resume``, its checkpoint) from parsed arguments."""
+    from codec.errors import ParameterError
+
+    mode = args.command
+    given: dict[str, Any] = {}
+    for key in ("data", "val", "init", "seed", "threads", "device", "steps", "max_minutes",
+                "checkpoint_every_minutes", "crop", "batch", "lr", "aux_lr", "warmup_steps",
+                "lr_decay_factor", "clip", "phase_steps", "ms_ssim_weight", "vgg_weight", "vgg_weights",
+                "val_images", "val_points", "val_every", "val_crop", "log_every", "export_name",
+                "base_subsampling", "pretrain", "freeze_steps"):
+        value = getattr(args, key, None)
+        if value is not None:
+            given[key] = value
+    if getattr(args, "base_quality", None) is not None:
+        given["base_quality"] = parse_range(args.base_quality)
+    if args.lr_decay_at is not None:
+        given["lr_decay_at"] = parse_floats(args.lr_decay_at)
+    if getattr(args, "freeze_except", None):
+        given["freeze_except"] = tuple(args.freeze_except)
+    if args.config:
+        given["model_config"] = parse_overrides(args.config)
+    if args.lambda_schedule is not None:
+        if args.continuous:
+            raise ParameterError("--continuous and --lambda-schedule exclude each other")
+        given["lambda_schedule"] = parse_floats(args.lambda_schedule)
+    elif args.continuous:
+        given["lambda_schedule"] = ()
+    out = args.out or f"runs/{mode}"
+    if args.resume:
+        from .trainer import resume_config
+
+        cfg, doc = resume_config(out, given)
+        if cfg.mode != mode:
+            raise ParameterError(f"{out} holds a {cfg.mode!r} run; resume it with `lic-train {cfg.mode}`")
+        return cfg, doc
+    if (Path(out) / "last.ckpt").exists():
+        raise ParameterError(f"{out} already holds a run (last.ckpt): pass --resume to continue it "
+                             "or choose another --out")
+    cfg = RunConfig(mode=mode, out=out, **given)
+    if "steps" not in given and cfg.lambda_schedule and cfg.phase_steps:
+        cfg.steps = len(cfg.lambda_schedule) * cfg.phase_steps
+    cfg.validate()
+    return cfg, None
+
+
+def _setup_logging(verbose: bool, rank: int, world: int) -> None:
+    level = logging.DEBUG if verbose else logging.INFO
+    prefix = f"[rank {rank}] " if world > 1 else ""
+    logging.basicConfig(level=level if rank == 0 else logging.WARNING,
+                        format=f"%(asctime)s {prefix}%(levelname)s %(name)s: %(message)s")
+
+
+def _set_threads(threads: int | None) -> None:
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+        try:
+            torch.set_num_interop_threads(threads)
+        except RuntimeError:  # only allowed before any parallel work; harmless otherwise
+            pass
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .dist import init_distributed
+    from .trainer import Trainer
+
+    cfg, doc = run_config_from_args(args)
+    _set_threads(cfg.threads)
+    dist = init_distributed(cfg.device)
+    try:
+        trainer = Trainer(cfg, dist=dist, resume=doc)
+        result = trainer.run()
+    finally:
+        dist.close()
+    if dist.is_main:
+        print(json.dumps({"step": result.step, "reason": result.reason, "minutes": round(result.minutes, 2),
+                          "checkpoint": str(result.checkpoint) if result.checkpoint else None,
+                          "skipped_steps": result.skipped_steps, "validation": result.validation}))
+    return 0 if result.reason in ("done", "time", "stopped") else 128 + int(trainer._stop_signal or 0)
+
+
+def _sweep(codec, folder: str, limit: int) -> dict[str, Any]:
+    from codec.evaluate import list_images, stderr_progress, sweep
+
+    images = list_images(folder)
+    if limit > 0:
+        images = images[:limit]
+    if not images:
+        raise LicError(f"no images under {folder}")
+    progress = stderr_progress if sys.stderr.isatty() else None
+    curve = sweep(codec, images, with_ms_ssim=False, progress=progress)
+    return {"dataset": Path(folder).name, "images": len(images),
+            "points": [{"params": p, "bpp": round(b, 5), "psnr": round(q, 4)}
+                       for p, b, q in zip(curve.params, curve.bpp, curve.psnr)], "curve": curve}
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .export import export_checkpoint
+
+    results = None
+    if args.eval_dir:
+        codec = _codec_from_source(args.checkpoint, None, None)
+        sweep = _sweep(codec, args.eval_dir, args.eval_images)
+        sweep.pop("curve")
+        results = {"eval": sweep}
+    entry = export_checkpoint(args.checkpoint, args.name, weights_dir=args.weights_dir, fp16=args.fp16,
+                              default=args.default, results=results, check=not args.no_check)
+    print(json.dumps({k: entry[k] for k in ("name", "codec", "weights_id", "file", "sha256", "default")}))
+    return 0
+
+
+def _codec_from_source(source: str, codec_name: str | None, device: str | None):
+    from .checkpoint import is_checkpoint, load_checkpoint
+    from .config import config_from_dict
+    from .models import build_model, codec_class, codec_from_model, load_source
+
+    if is_checkpoint(source):
+        doc = load_checkpoint(source)
+        cls = codec_class(doc["codec"])
+        cfg = config_from_dict(cls.config_class, doc["model_config"])
+        model = build_model(cls, cfg, seed=0)
+        model.load_state_dict(doc["model"])
+        return codec_from_model(cls, model, cfg, device or "cpu", label=f"{Path(source).name} step {doc['step']}")
+    name = codec_name or load_source(source).codec
+    return codec_class(name)(weights=source, device=device)
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from codec.evaluate import write_curve
+
+    _set_threads(args.threads)
+    codec = _codec_from_source(args.source, args.codec, args.device)
+    res = _sweep(codec, args.data, args.images)
+    curve = res.pop("curve")
+    if args.out:
+        write_curve(curve, args.out)
+    print(f"{codec.name} ({codec.weights_name}) on {res['images']} images of {res['dataset']}:")
+    for pt in res["points"]:
+        print(f"  {json.dumps(pt['params'], sort_keys=True):<60} {pt['bpp']:.4f} bpp  {pt['psnr']:.2f} dB")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    _setup_logging(args.verbose, int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1")))
+    try:
+        if args.command == "export":
+            return _cmd_export(args)
+        if args.command == "eval":
+            return _cmd_eval(args)
+        return _cmd_train(args)
+    except (LicError, FileNotFoundError) as err:
+        if args.verbose:
+            raise
+        print(f"lic-train: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
