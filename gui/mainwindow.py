@@ -27,11 +27,11 @@ from .cards import CodecCard, codec_color
 from .helpoverlay import SHORTCUTS, HelpOverlay
 from .inputs import DEFAULT_IMAGE_NAME, default_image, from_mime
 from .panels import Panel, collect_panels, short_title
-from .pgsetup import pg
 from .rdplot import RDPlot, default_anchor_dir, load_anchor_dir
 from .settings import Settings
-from .state import CodecSpec, CodecStatus, EncodeOutcome, ImageSource, MatchOutcome, SweepPoint, make_source, quality_at_rate
-from .views import ErrorView, GridView, PanelView, WipeView
+from .state import (CodecSpec, CodecStatus, EncodeOutcome, ImageSource, MatchOutcome, SweepPoint, make_source,
+                    quality_at_rate)
+from .views import ErrorView, GridView, WipeView
 from .viewsync import ViewSync
 from .worker import CodecFactory, WorkerHub
 

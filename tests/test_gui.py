@@ -437,6 +437,27 @@ def test_rd_sweeps_click_bd_and_anchors(make_window, qtbot, photo, tmp_path):
     assert "Kodak · CodecA" in names and "JPEG (this image)" in names
 
 
+def test_ms_ssim_axis_resweeps_with_ms_ssim(make_window, qtbot):
+    from skimage import data
+
+    img = np.ascontiguousarray(data.astronaut()[150:312, 150:312])  # 162 px: MS-SSIM is defined
+    win = make_window(image=img)
+    settle(qtbot, win, timeout=60_000)
+    m = win.outcomes["jpeg"].metrics
+    expected = metrics.ms_ssim(img, np.array(jpeg(img).image))  # writable: torch warns otherwise
+    assert m.ms_ssim_state == "done" and m.ms_ssim == pytest.approx(expected)
+    assert f"{expected:.4f}" in win.cards["jpeg"].metric_labels["msssim"].text()
+    assert win.rd.curves["jpeg"].series("ms_ssim_db") == ([], [])  # PSNR-only sweep so far
+    win.rd.set_metric("ms_ssim_db")
+    qtbot.waitUntil(lambda: not win.settled(), timeout=2_000)
+    settle(qtbot, win, timeout=60_000)
+    x, y = win.rd.curves["jpeg"].series("ms_ssim_db")
+    assert len(x) == len(JpegCodec.params[0].sweep) and all(math.isfinite(v) for v in y)
+    q40 = next(p for p in win.rd.curves["jpeg"].points.values() if p.params["quality"] == 40)
+    q40_image = np.array(jpeg(img, quality=40).image)
+    assert q40.ms_ssim_db == pytest.approx(metrics.ms_ssim_db(metrics.ms_ssim(img, q40_image)))
+
+
 # -- export, settings, shutdown, CLI --------------------------------------------------------------------
 def test_export_pngs_bitstreams_metrics_and_view(make_window, qtbot, photo, tmp_path):
     win = make_window(image=photo)
