@@ -23,12 +23,12 @@ from codec.image import ImageWarning, open_image
 
 from . import export
 from .bandsview import BandsView
-from .cards import CodecCard, codec_color
-from .helpoverlay import SHORTCUTS, HelpOverlay
+from .shortcuts import HelpOverlay, install_actions
 from .inputs import DEFAULT_IMAGE_NAME, default_image, from_mime
 from .panels import Panel, collect_panels, short_title
 from .rdplot import RDPlot, default_anchor_dir, load_anchor_dir
 from .settings import Settings
+from .sidepanel import SidePanel
 from .state import (CodecSpec, CodecStatus, EncodeOutcome, ImageSource, MatchOutcome, SweepPoint, make_source,
                     quality_at_rate)
 from .views import ErrorView, GridView, WipeView
@@ -116,47 +116,13 @@ class MainWindow(QtWidgets.QMainWindow):
         self.sync = ViewSync(self)
         self.sync.zoomChanged.connect(self._zoom_changed)
         # -- side panel
-        side = QtWidgets.QWidget()
-        sl = QtWidgets.QVBoxLayout(side)
-        sl.setContentsMargins(6, 6, 6, 6)
-        sl.setSpacing(8)
-        self.image_label = QtWidgets.QLabel("no image")
-        self.image_label.setObjectName("image_info")
-        self.image_label.setWordWrap(True)
-        sl.addWidget(self.image_label)
-        match_row = QtWidgets.QHBoxLayout()
-        self.match_spin = QtWidgets.QDoubleSpinBox()
-        self.match_spin.setObjectName("match_bpp")
-        self.match_spin.setRange(0.01, 24.0)
-        self.match_spin.setDecimals(3)
-        self.match_spin.setSingleStep(0.05)
-        self.match_spin.setValue(float(self.settings.get("match/target", 0.5)))
-        self.match_spin.setSuffix(" bpp")
-        self.match_spin.lineEdit().returnPressed.connect(self.match_bpp)
-        self.match_button = QtWidgets.QPushButton("Match bpp")
-        self.match_button.setToolTip("Every codec searches its rate setting for the bpp closest to this target")
-        self.match_button.clicked.connect(self.match_bpp)
-        match_row.addWidget(self.match_spin, 1)
-        match_row.addWidget(self.match_button)
-        sl.addLayout(match_row)
-        self.match_label = QtWidgets.QLabel("")
-        self.match_label.setObjectName("match_result")
-        self.match_label.setWordWrap(True)
-        self.match_label.setStyleSheet("color: #9aa0a6; font-size: 11px;")
-        sl.addWidget(self.match_label)
-        self.cards: dict[str, CodecCard] = {}
-        for i, e in enumerate(self.entries):
-            card = CodecCard(e.name, e.title, codec_color(e.name, i))
+        self.side = SidePanel(self.entries, float(self.settings.get("match/target", 0.5)))
+        self.side.matchRequested.connect(self.match_bpp)
+        self.cards = self.side.cards
+        self.match_spin, self.match_label = self.side.match_spin, self.side.match_label
+        for card in self.cards.values():
             card.paramsChanged.connect(self._params_changed)
             card.enabledChanged.connect(self._enabled_changed)
-            self.cards[e.name] = card
-            sl.addWidget(card)
-        sl.addStretch(1)
-        scroll = QtWidgets.QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setWidget(side)
-        scroll.setMinimumWidth(330)
-        scroll.setHorizontalScrollBarPolicy(QtCore.Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         # -- views
         self.grid = GridView(self.sync)
         self.wipe = WipeView(self.sync)
@@ -222,7 +188,7 @@ class MainWindow(QtWidgets.QMainWindow):
         rl.addLayout(zoom_bar)
         rl.addWidget(self.tabs, 1)
         self.splitter = QtWidgets.QSplitter(QtCore.Qt.Orientation.Horizontal)
-        self.splitter.addWidget(scroll)
+        self.splitter.addWidget(self.side)
         self.splitter.addWidget(right)
         self.splitter.setStretchFactor(1, 1)
         self.splitter.setSizes([360, 1200])
@@ -257,29 +223,12 @@ class MainWindow(QtWidgets.QMainWindow):
             "wipe_right": lambda: self.wipe.snap(1.0),
             "gain_down": lambda: self._step_gain(-1), "gain_up": lambda: self._step_gain(+1),
             "error_mode": self.error_view.toggle_mode, "band_norm": self.bands.toggle_normalise,
-            "match_bpp": self._focus_match, "open": self.open_dialog, "paste": self.paste,
+            "match_bpp": self.side.focus_match, "open": self.open_dialog, "paste": self.paste,
             "export_panels": lambda: self.export_panels(), "export_bitstreams": lambda: self.export_bitstreams(),
             "export_metrics": lambda: self.export_metrics(), "export_view": lambda: self.export_view(),
             "help": lambda: self.help.toggle(), "quit": self.close,
         }
-        self.actions: dict[str, QtGui.QAction] = {}
-        menus = {"file": self.menuBar().addMenu("&File"), "view": self.menuBar().addMenu("&View"),
-                 "help": self.menuBar().addMenu("&Help")}
-        where = {"open": "file", "paste": "file", "export_panels": "file", "export_bitstreams": "file",
-                 "export_metrics": "file", "export_view": "file", "quit": "file", "help": "help"}
-        for aid, keys, text in SHORTCUTS:
-            if aid not in handlers:
-                continue  # press-and-hold keys (flip) are handled in eventFilter
-            act = QtGui.QAction(text, self)
-            act.setShortcuts([QtGui.QKeySequence(k) for k in keys])
-            act.setShortcutContext(QtCore.Qt.ShortcutContext.WindowShortcut)
-            act.triggered.connect(handlers[aid])
-            menu = menus[where.get(aid, "view")]
-            if aid == "quit" or aid == "export_panels":
-                menu.addSeparator()
-            menu.addAction(act)
-            self.addAction(act)
-            self.actions[aid] = act
+        self.actions, menus = install_actions(self, handlers)
         anchors = QtGui.QAction("Choose published-curves folder…", self)
         anchors.triggered.connect(self.choose_anchor_folder)
         menus["file"].insertAction(self.actions["export_panels"], anchors)
@@ -387,9 +336,8 @@ class MainWindow(QtWidgets.QMainWindow):
             self.show_message("; ".join(notes), error=False)
         else:
             self.hide_message()
-        preview = (f" · previews at {src.preview.shape[1]}×{src.preview.shape[0]} while dragging"
-                   if src.has_preview else "")
-        self.image_label.setText(f"<b>{name}</b><br>{src.width}×{src.height} px{preview}")
+        self.side.set_image_info(name, src.width, src.height,
+                                 (src.preview.shape[1], src.preview.shape[0]) if src.has_preview else None)
         self.setWindowTitle(f"lic-studio — {name}")
         self.sync.set_extent(src.width, src.height)
         self.sync.fit()
@@ -590,10 +538,6 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def deltas(self) -> dict[str, float]:
         return {n: c.delta_psnr for n, c in self.cards.items()}
-
-    def _focus_match(self) -> None:
-        self.match_spin.setFocus()
-        self.match_spin.selectAll()
 
     def match_bpp(self, target: float | None = None) -> None:
         """Every enabled codec searches its rate parameter for ``target`` bpp (on the full image)."""

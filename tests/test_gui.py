@@ -238,6 +238,11 @@ def test_match_bpp_finds_the_closest_setting(make_window, qtbot, photo):
     assert abs(achieved - target) <= best + 0.05
     assert win.cards["jpeg"].params()["quality"] == win.match_results["jpeg"].value
     assert "quality=" in win.match_label.text()
+    # The button uses the typed target (its clicked(bool) argument must not become the target).
+    win.match_spin.setValue(0.8)
+    qtbot.mouseClick(win.side.match_button, QtCore.Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: "jpeg" in win.match_results and win.match_results["jpeg"].target_bpp == 0.8,
+                    timeout=TIMEOUT_MS)
 
 
 def test_controls_are_generated_for_every_param_kind(qtbot):

@@ -1,10 +1,12 @@
-"""Keyboard shortcuts: one table drives both the actions and the help overlay (F1 / ?)."""
+"""Keyboard shortcuts: one table drives the menus, the actions and the help overlay (F1 / ?)."""
 
 from __future__ import annotations
 
+from typing import Callable, Mapping
+
 from PySide6 import QtCore, QtGui, QtWidgets
 
-__all__ = ["SHORTCUTS", "HelpOverlay"]
+__all__ = ["SHORTCUTS", "MENU_OF", "install_actions", "HelpOverlay"]
 
 # (action id, key sequences, description). Kept here so the overlay can never drift from the keys.
 SHORTCUTS: tuple[tuple[str, tuple[str, ...], str], ...] = (
@@ -37,6 +39,37 @@ SHORTCUTS: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("help", ("F1", "?"), "Show / hide this help"),
     ("quit", ("Ctrl+Q",), "Quit"),
 )
+
+
+# Menu of each action; the rest go to View.
+MENU_OF = {"open": "file", "paste": "file", "export_panels": "file", "export_bitstreams": "file",
+           "export_metrics": "file", "export_view": "file", "quit": "file", "help": "help"}
+
+
+def install_actions(window: QtWidgets.QMainWindow, handlers: Mapping[str, Callable[[], None]]
+                    ) -> tuple[dict[str, QtGui.QAction], dict[str, QtWidgets.QMenu]]:
+    """One window-wide action per :data:`SHORTCUTS` row that has a handler, listed in the menus.
+
+    Rows without a handler (press-and-hold keys such as the flip) only appear in the help.
+    Returns the actions by id and the menus by name (``file``, ``view``, ``help``).
+    """
+    menus = {"file": window.menuBar().addMenu("&File"), "view": window.menuBar().addMenu("&View"),
+             "help": window.menuBar().addMenu("&Help")}
+    actions: dict[str, QtGui.QAction] = {}
+    for aid, keys, text in SHORTCUTS:
+        if aid not in handlers:
+            continue
+        act = QtGui.QAction(text, window)
+        act.setShortcuts([QtGui.QKeySequence(k) for k in keys])
+        act.setShortcutContext(QtCore.Qt.ShortcutContext.WindowShortcut)
+        act.triggered.connect(handlers[aid])
+        menu = menus[MENU_OF.get(aid, "view")]
+        if aid in ("quit", "export_panels"):
+            menu.addSeparator()
+        menu.addAction(act)
+        window.addAction(act)
+        actions[aid] = act
+    return actions, menus
 
 
 class HelpOverlay(QtWidgets.QWidget):
