@@ -388,7 +388,7 @@ def test_tampered_weights_file_is_refused(hybrid_ckpt, weights_dir):
 
 
 # -- the command line -------------------------------------------------------------------------------
-def test_cli_options_defaults_and_errors(folders, tmp_path, capsys):
+def test_cli_options_defaults_and_errors(folders, tmp_path, capsys, weights_dir):
     args = cli.parse_args(["hybrid", "--data", "d", "--out", str(tmp_path / "x"), "--lambda-schedule",
                            "--phase-steps", "100", "--base-quality", "20:50", "--config", "M=16"])
     cfg, doc = cli.run_config_from_args(args)
@@ -402,10 +402,20 @@ def test_cli_options_defaults_and_errors(folders, tmp_path, capsys):
     out = tmp_path / "run"
     argv = ["wavelet", "--data", str(folders / "train"), "--out", str(out), "--crop", "64", "--batch", "1",
             "--steps", "1", "--val", str(folders / "val"), "--val-images", "1", "--val-points", "2",
-            "--warmup-steps", "0"] + [f"--config={k}={v}" for k, v in _tiny("wavelet").items()]
+            "--warmup-steps", "0", "--final-eval", str(folders / "val")]
+    argv += [f"--config={k}={v}" for k, v in _tiny("wavelet").items()]
     assert cli.main(argv) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["step"] == 1 and len(summary["validation"]["points"]) == 2
+    n_points = len(next(p for p in codec_class("wavelet").params if p.sweep).sweep)
+    assert len(json.loads((out / "final_eval.json").read_text())["results"]["bpp"]) == n_points
+    assert cli.main(["export", str(out / "last.ckpt"), "--name", "w1", "--default"]) == 0
+    entry = W.find_entry("w1").record
+    assert entry["results"]["eval"]["images"] == 1 and len(entry["results"]["eval"]["points"]) == n_points
+    assert entry["default"] and validate_manifest() == []
+    capsys.readouterr()
+    assert cli.main(["eval", "w1", "--data", str(folders / "val"), "--out", str(tmp_path / "c.json")]) == 0
+    assert "wavelet (w1) on 1 images" in capsys.readouterr().out
     assert cli.main(argv) == 2  # the folder holds a run: --resume or another --out
     assert "--resume" in capsys.readouterr().err
     assert cli.main(argv + ["--resume", "--steps", "2"]) == 0

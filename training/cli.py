@@ -88,8 +88,13 @@ def _add_run_options(p: argparse.ArgumentParser, mode: str) -> None:
     g.add_argument("--val-every", type=int, help="validate every N steps (0: only at the end; default 2000)")
     g.add_argument("--val-crop", type=int, help="centre-crop validation images to N px (0: full size)")
     g.add_argument("--log-every", type=int, help="CSV/progress interval in steps (default 50)")
+    g.add_argument("--final-eval", metavar="DIR",
+                   help="at the end, sweep the codec's operating points over DIR (e.g. Kodak); "
+                        "the results go into the checkpoint and the manifest")
+    g.add_argument("--final-eval-images", type=int, help="limit the final sweep to N images (0: all)")
     g.add_argument("--export", dest="export_name", metavar="NAME",
-                   help="export the final weights (and each λ phase as NAME-lambdaλ) to weights/")
+                   help="when the run completes or its --max-minutes are spent, export the weights "
+                        "(and each finished λ phase as NAME-lambdaλ) to weights/")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -132,6 +137,7 @@ def run_config_from_args(args: argparse.Namespace) -> tuple[RunConfig, dict | No
                 "checkpoint_every_minutes", "crop", "batch", "lr", "aux_lr", "warmup_steps",
                 "lr_decay_factor", "clip", "phase_steps", "ms_ssim_weight", "vgg_weight", "vgg_weights",
                 "val_images", "val_points", "val_every", "val_crop", "log_every", "export_name",
+                "final_eval", "final_eval_images",
                 "base_subsampling", "pretrain", "freeze_steps"):
         value = getattr(args, key, None)
         if value is not None:
@@ -205,30 +211,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0 if result.reason in ("done", "time", "stopped") else 128 + int(trainer._stop_signal or 0)
 
 
-def _sweep(codec, folder: str, limit: int) -> dict[str, Any]:
-    from codec.evaluate import list_images, stderr_progress, sweep
-
-    images = list_images(folder)
-    if limit > 0:
-        images = images[:limit]
-    if not images:
-        raise LicError(f"no images under {folder}")
-    progress = stderr_progress if sys.stderr.isatty() else None
-    curve = sweep(codec, images, with_ms_ssim=False, progress=progress)
-    return {"dataset": Path(folder).name, "images": len(images),
-            "points": [{"params": p, "bpp": round(b, 5), "psnr": round(q, 4)}
-                       for p, b, q in zip(curve.params, curve.bpp, curve.psnr)], "curve": curve}
-
-
 def _cmd_export(args: argparse.Namespace) -> int:
     from .export import export_checkpoint
 
     results = None
     if args.eval_dir:
+        from .validate import sweep_folder
+
         codec = _codec_from_source(args.checkpoint, None, None)
-        sweep = _sweep(codec, args.eval_dir, args.eval_images)
-        sweep.pop("curve")
-        results = {"eval": sweep}
+        results = {"eval": sweep_folder(codec, args.eval_dir, args.eval_images)[0]}
     entry = export_checkpoint(args.checkpoint, args.name, weights_dir=args.weights_dir, fp16=args.fp16,
                               default=args.default, results=results, check=not args.no_check)
     print(json.dumps({k: entry[k] for k in ("name", "codec", "weights_id", "file", "sha256", "default")}))
@@ -255,9 +246,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from codec.evaluate import write_curve
 
     _set_threads(args.threads)
+    from .validate import sweep_folder
+
     codec = _codec_from_source(args.source, args.codec, args.device)
-    res = _sweep(codec, args.data, args.images)
-    curve = res.pop("curve")
+    res, curve = sweep_folder(codec, args.data, args.images)
     if args.out:
         write_curve(curve, args.out)
     print(f"{codec.name} ({codec.weights_name}) on {res['images']} images of {res['dataset']}:")

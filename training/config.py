@@ -64,6 +64,11 @@ class RunConfig:
         val_images, val_points, val_every, val_crop: validation on the first ``val_images``
             images of ``val`` (centre-cropped to ``val_crop`` px if > 0) at ``val_points`` of
             the codec's sweep points, every ``val_every`` steps and at the end.
+        final_eval, final_eval_images: when the run completes, the full sweep of the codec's
+            operating points over that folder (e.g. Kodak), recorded in the checkpoint and,
+            on export, in the manifest's ``results``.
+        export_name: export the weights under this name when the run completes or its time
+            budget is spent (and each finished λ phase as ``NAME-lambdaλ``).
         ms_ssim_weight, vgg_weight, vgg_weights: optional extra distortion terms.
         init: weights (file, manifest name or checkpoint) the model starts from.
         pretrain, freeze_except, freeze_steps: the wavelet transfer recipe: load matching
@@ -104,6 +109,8 @@ class RunConfig:
     val_crop: int = 0
     log_every: int = 50
     export_name: str | None = None
+    final_eval: str | None = None
+    final_eval_images: int = 0
     seed: int = 0
     threads: int | None = None
     device: str | None = None
@@ -193,7 +200,8 @@ class RunConfig:
 # data or optimisation).
 RESUMABLE_FIELDS = frozenset({
     "steps", "max_minutes", "checkpoint_every_minutes", "threads", "device", "log_every",
-    "val", "val_images", "val_points", "val_every", "val_crop", "export_name",
+    "val", "val_images", "val_points", "val_every", "val_crop", "export_name", "final_eval",
+    "final_eval_images",
 })
 
 

@@ -154,6 +154,7 @@ def export_checkpoint(checkpoint: str | Path, name: str, weights_dir: str | Path
     }
     if doc.get("validation"):
         entry["results"]["validation"] = doc["validation"]
+    entry["results"].update(doc.get("results") or {})
     if results:
         entry["results"].update(results)
     if default:

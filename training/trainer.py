@@ -38,6 +38,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from codec.errors import ParameterError, WeightsError
+from codec.evaluate import write_curve
 
 from .checkpoint import CHECKPOINT_FORMAT, capture_rng, load_checkpoint, restore_rng, save_atomic
 from .config import RunConfig, apply_overrides, config_from_dict
@@ -47,7 +48,7 @@ from .logs import RunLog
 from .losses import RateDistortionLoss
 from .models import (build_model, codec_class, codec_from_model, load_matching, load_source,
                      select_parameters)
-from .validate import load_val_images, summarise, validate, validation_points
+from .validate import load_val_images, summarise, sweep_folder, validate, validation_points
 
 __all__ = ["Trainer", "RunResult", "resume_config", "MAX_CONSECUTIVE_SKIPS"]
 
@@ -187,6 +188,7 @@ class Trainer:
         self.skipped = 0
         self._consecutive_skips = 0
         self.validation: dict | None = None
+        self.results: dict = {}
         self.val_images = []
         if self.dist.is_main and cfg.val and cfg.val_images > 0:
             self.val_images = load_val_images(cfg.val, cfg.val_images, cfg.val_crop)
@@ -355,6 +357,8 @@ class Trainer:
                              and self.step // cfg.phase_steps <= len(cfg.lambda_schedule))
                 if (cfg.val_every and self.step % cfg.val_every == 0) or finished or phase_end:
                     self.run_validation()
+                if finished and cfg.final_eval:
+                    self.run_final_eval()
                 if phase_end:
                     self._finish_phase(t_start)
                 if stop or over_time or finished:
@@ -367,7 +371,7 @@ class Trainer:
                     last_ckpt = time.monotonic()
             else:
                 checkpoint = self.save_checkpoint(t_start)
-            if reason == "done" and cfg.export_name and self.dist.is_main:
+            if reason in ("done", "time") and cfg.export_name and self.dist.is_main:
                 self._export(checkpoint, cfg.export_name)
             self.dist.barrier()
         finally:
@@ -409,6 +413,18 @@ class Trainer:
             self.validation = {"step": self.step, **summarise(rows, self.val_images)}
             self.runlog.validation(self.step, rows)
             log.debug("validation took %.1f s", time.perf_counter() - t0)
+        self.dist.barrier()
+
+    def run_final_eval(self) -> None:
+        """Rank 0 sweeps every operating point of the codec over ``final_eval``; others wait."""
+        if self.dist.is_main:
+            codec = codec_from_model(self.codec_cls, self.raw, self.model_config, self.device,
+                                     label=f"step {self.step}")
+            summary, curve = sweep_folder(codec, self.cfg.final_eval, self.cfg.final_eval_images)
+            self.results = {"eval": {"step": self.step, **summary}}
+            write_curve(curve, self.out / "final_eval.json")
+            log.info("final sweep on %d images of %s: %s", summary["images"], summary["dataset"], ", ".join(
+                f"{p['bpp']:.3f} bpp {p['psnr']:.2f} dB" for p in summary["points"]))
         self.dist.barrier()
 
     # -- checkpoints --------------------------------------------------------------------------
@@ -457,6 +473,7 @@ class Trainer:
             "history": self.history,
             "skipped_steps": self.skipped,
             "validation": self.validation,
+            "results": self.results,
         }
 
     def save_checkpoint(self, t_start: float, path: Path | None = None) -> Path:
@@ -485,6 +502,7 @@ class Trainer:
         self.history = list(doc.get("history") or [])
         self.skipped = int(doc.get("skipped_steps", 0))
         self.validation = doc.get("validation")
+        self.results = dict(doc.get("results") or {})
         if int(doc.get("world_size", 1)) == self.dist.world_size:
             restore_rng(doc["rng"][self.dist.rank], self.device)
             self.sampler.load_state_dict(doc["sampler"][self.dist.rank])

@@ -21,7 +21,7 @@ from codec.base import Codec
 
 from .data import find_images, load_images
 
-__all__ = ["ValImage", "load_val_images", "validation_points", "validate", "summarise"]
+__all__ = ["ValImage", "load_val_images", "validation_points", "validate", "summarise", "sweep_folder"]
 
 log = logging.getLogger(__name__)
 
@@ -99,3 +99,24 @@ def summarise(rows: Sequence[dict[str, Any]], images: Sequence[ValImage]) -> dic
         "points": [{"params": json.loads(r["params"]), "bpp": round(r["bpp"], 5),
                     "psnr": round(r["psnr"], 4)} for r in rows if r["image"] == "mean"],
     }
+
+
+def sweep_folder(codec: Codec, folder: str | Path, limit: int = 0):
+    """``lic-codec eval``'s sweep (every sweep point, decode checked) over ``folder``.
+
+    Returns ``(summary, curve)``: the summary as stored in the manifest's ``results``, the
+    :class:`codec.evaluate.Curve` for a CompressAI-format JSON.
+    """
+    import sys
+
+    from codec.evaluate import stderr_progress, sweep
+
+    images = find_images(folder)
+    if limit > 0:
+        images = images[:limit]
+    progress = stderr_progress if sys.stderr.isatty() else None
+    curve = sweep(codec, images, with_ms_ssim=False, progress=progress)
+    summary = {"dataset": Path(folder).name, "images": len(images),
+               "points": [{"params": p, "bpp": round(b, 5), "psnr": round(q, 4)}
+                          for p, b, q in zip(curve.params, curve.bpp, curve.psnr)]}
+    return summary, curve
