@@ -46,6 +46,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         args.size = (w, h)
     except ValueError:
         p.error(f"--size {args.size!r} is not WxH, e.g. 1600x1000")
+    if args.codecs:
+        from codec import registry
+
+        args.codecs = [n.strip() for n in args.codecs.split(",") if n.strip()]
+        unknown = [n for n in args.codecs if n not in registry.CODECS]
+        if unknown:
+            p.error(f"unknown codec(s) {', '.join(unknown)}; available: {', '.join(registry.CODECS)}")
     return args
 
 
@@ -102,20 +109,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     app.setApplicationName(APPLICATION)
     app.setStyle("Fusion")
     _dark_palette(app)
-    entries = None
-    if args.codecs:
-        names = [n.strip() for n in args.codecs.split(",") if n.strip()]
-        entries = [registry.entry(n) for n in names]
+    entries = [registry.entry(n) for n in args.codecs] if args.codecs else None
     settings = Settings.ephemeral() if args.screenshot else Settings()
     window = MainWindow(settings=settings, entries=entries, preview_side=args.preview_side)
     if args.view:
         window.show_view(args.view)
     elif args.screenshot:
         window.show_view("grid")
-    if args.image:
-        if not window.load_path(args.image) and args.screenshot:
-            log.error("cannot open %s", args.image)
-    if window.source is None:
+    if args.image and not window.load_path(args.image):
+        message = window.banner.text()
+        log.error("%s", message)
+        window.load_default()
+        window.show_message(message + " Showing the bundled sample instead.", error=True)
+    elif window.source is None:
         window.load_default()
     if args.screenshot:
         window.resize(*args.size)
@@ -125,12 +131,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             log.warning("screenshot taken before every codec finished (timeout %.0f s)", args.timeout)
         window.close()
         print(args.screenshot)
-        return 0
+        return _leave(window, 0)
     window.show()
-    code = app.exec()
+    return _leave(window, app.exec())
+
+
+def _leave(window, code: int) -> int:
+    """Return ``code``; or, if a codec thread is still inside a long encode whose result nobody
+    wants, exit now: settings are saved, and interpreter finalisation would race that thread's
+    native (torch) code."""
     if any(w.alive for w in window.hub.workers.values()):
-        # A codec is still inside a long encode (its result is no longer wanted). Settings are
-        # saved; leave without interpreter finalisation racing that thread's native code.
         logging.shutdown()
         sys.stdout.flush()
         sys.stderr.flush()

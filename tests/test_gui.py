@@ -558,6 +558,25 @@ def test_screenshot_cli(qtbot, photo, tmp_path):
                      "--timeout", "30", "--png-colors", "64", "--view", "rd"]) == 0
     shot = Image.open(out)
     assert shot.size == (1200, 750) and shot.mode == "P" and len(shot.getcolors(256)) <= 64
+    with pytest.raises(SystemExit) as exc:
+        app_main(["--codecs", "jpeg,nosuchcodec"])
+    assert exc.value.code == 2
+
+
+def test_cli_bad_image_falls_back_to_the_sample(qtbot, tmp_path, monkeypatch):
+    shown = []
+    original = MainWindow.show_message
+
+    def record(self, text, error=True):
+        shown.append(text)
+        original(self, text, error)
+
+    monkeypatch.setattr(MainWindow, "show_message", record)
+    out = tmp_path / "shot.png"
+    assert app_main(["--screenshot", str(out), str(tmp_path / "missing.png"), "--codecs", "jpeg",
+                     "--size", "1200x750", "--timeout", "30"]) == 0
+    assert out.exists()
+    assert any("missing.png" in m and "no such file" in m and "bundled sample" in m for m in shown)
 
 
 @pytest.mark.slow
