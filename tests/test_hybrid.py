@@ -326,6 +326,18 @@ def test_forward_contract_and_gradients():
         model(x, torch.tensor([0.5, 0.5]))
 
 
+def test_forward_survives_channels_last_batches():
+    """Image batches built by permuting HWC arrays are channels-last; torch's CPU backward of a
+    strided 1x1 convolution crashes on those, so the model must not hand them on."""
+    torch.manual_seed(0)
+    model = Model(Config.tiny()).train()
+    x = torch.rand(2, 64, 64, 3).permute(0, 3, 1, 2)
+    assert x.is_contiguous(memory_format=torch.channels_last)
+    out = model(x, torch.rand(2), x.clamp(0.1, 0.9))
+    (out["x_hat"].square().mean() + sum(-torch.log2(v).mean() for v in out["likelihoods"].values())).backward()
+    assert model.g_a[0].skip.weight.grad is not None
+
+
 def test_construction_is_deterministic_and_state_round_trips():
     cfg = Config.tiny()
     torch.manual_seed(7)

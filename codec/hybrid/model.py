@@ -69,6 +69,10 @@ class HybridModel(CompressionModel):
 
     # -- transforms ---------------------------------------------------------------------------
     def _analysis(self, x: Tensor, base: Tensor) -> Tensor:
+        # Contiguous (NCHW) on purpose: with channels-last input (what permuting HWC image
+        # batches gives), torch 2.14's CPU backward of the strided 1x1 skip convolution in
+        # ResidualBlockWithStride crashes the process.
+        x, base = x.contiguous(), base.contiguous()
         r = (x - base) * self.config.residual_gain
         inp = torch.cat([r, base - 0.5], dim=1) if self.config.base_side_info else r
         return self.g_a(inp)
@@ -86,14 +90,16 @@ class HybridModel(CompressionModel):
         """Training pass: ``x``, ``base`` ``(N, 3, H, W)`` in [0, 1], ``rate`` ``(N,)`` in [0, 1].
 
         Returns ``x_hat`` (base + decoded residual, STE-quantised latents), ``x_refined``
-        (refined ``x_hat``), ``r_hat`` and per-symbol ``likelihoods`` of ``y`` and ``z``.
+        (``refine`` applied to ``x_hat`` clamped to [0, 1]), ``r_hat`` and per-symbol
+        ``likelihoods`` of ``y`` and ``z`` (additive-noise quantisation in train mode,
+        rounding in eval mode). In eval mode ``x_hat`` is what the decoder reconstructs.
         """
         if base is None:
             raise ValueError("the hybrid model needs base= (the JPEG decode of x)")
         gain, inverse = self.rate_gain(self._rates(rate, x.shape[0], x.device))
         y = self._analysis(x, base)
         out = self.latent_codec(y * gain)
-        result = self._synthesis(out["y_hat"] * inverse, base, refine=True)
+        result = self._synthesis(out["y_hat"] * inverse, base.contiguous(), refine=True)
         result["likelihoods"] = out["likelihoods"]
         return result
 
