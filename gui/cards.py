@@ -84,6 +84,7 @@ class CodecCard(QtWidgets.QFrame):
 
     paramsChanged = QtCore.Signal(str, dict, bool)  # codec, params, dragging
     enabledChanged = QtCore.Signal(str, bool)
+    pinToggled = QtCore.Signal(str, bool)  # keep the current result as a panel (A/B at two settings)
 
     def __init__(self, name: str, title: str, color: str, parent=None):
         super().__init__(parent)
@@ -105,8 +106,16 @@ class CodecCard(QtWidgets.QFrame):
         self.enabled_box.setChecked(True)
         self.enabled_box.setToolTip("Code this image with this codec")
         self.enabled_box.toggled.connect(self._toggled)
+        self.pin_button = QtWidgets.QToolButton()
+        self.pin_button.setText("pin")
+        self.pin_button.setObjectName("pin")
+        self.pin_button.setCheckable(True)
+        self.pin_button.setToolTip("Keep the current result as an extra panel, to compare this codec "
+                                   "with itself at another setting (wipe, grid, error)")
+        self.pin_button.toggled.connect(lambda on: self.pinToggled.emit(self.name, on))
         head.addWidget(self.title_label)
         head.addStretch(1)
+        head.addWidget(self.pin_button)
         head.addWidget(self.enabled_box)
         outer.addLayout(head)
         self.status_label = QtWidgets.QLabel("loading…")

@@ -48,6 +48,10 @@ GRID_GAINS = (1, 2, 4, 8, 16, 32)
 DEFAULT_ANCHORS = {"JPEG", "VTM", "bmshj2018-hyperprior", "BPG 8b 444 x265 ycbcr", "elic2022"}
 
 
+def _fmt_params(params: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
+
+
 class MainWindow(QtWidgets.QMainWindow):
     """lic-studio. ``entries``/``factory`` default to the codec registry (tests pass fakes)."""
 
@@ -65,6 +69,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.source: ImageSource | None = None
         self.outcomes: dict[str, EncodeOutcome] = {}       # what is displayed
         self.full_outcomes: dict[str, EncodeOutcome] = {}  # latest full-resolution ones (export)
+        self.pinned: dict[str, EncodeOutcome] = {}         # codec -> result kept by its pin button
         self.specs: dict[str, CodecSpec] = {}
         self.statuses: dict[str, CodecStatus] = {}
         self.failures: dict[str, str] = {}
@@ -123,6 +128,7 @@ class MainWindow(QtWidgets.QMainWindow):
         for card in self.cards.values():
             card.paramsChanged.connect(self._params_changed)
             card.enabledChanged.connect(self._enabled_changed)
+            card.pinToggled.connect(self.set_pinned)
         # -- views
         self.grid = GridView(self.sync)
         self.wipe = WipeView(self.sync)
@@ -327,6 +333,8 @@ class MainWindow(QtWidgets.QMainWindow):
         src = self.source
         self.outcomes.clear()
         self.full_outcomes.clear()
+        for n in list(self.pinned):
+            self.set_pinned(n, False)
         self.latest.clear()
         self.sweep_signature.clear()
         self.sweep_key.clear()
@@ -599,9 +607,36 @@ class MainWindow(QtWidgets.QMainWindow):
 
     # ================================================================ views
     def panels(self, full_only: bool = False) -> list[Panel]:
+        """The catalogue every view picks from: live results, then pinned ones (``<codec>@pin``)."""
         if self.source is None:
             return []
-        return collect_panels(self.source, self.full_outcomes if full_only else self.outcomes, self.short_titles)
+        outcomes = dict(self.full_outcomes if full_only else self.outcomes)
+        titles = dict(self.short_titles)
+        for name, o in self.pinned.items():
+            outcomes[f"{name}@pin"] = o
+            titles[f"{name}@pin"] = f"{self.short_titles[name]} pinned ({_fmt_params(o.params)})"
+        return collect_panels(self.source, outcomes, titles)
+
+    def set_pinned(self, name: str, on: bool) -> None:
+        """Pin (or unpin) the codec's current full-resolution result as an extra panel."""
+        card = self.cards[name]
+        outcome = self.full_outcomes.get(name)
+        if on and (outcome is None or not outcome.ok):
+            card.pin_button.setChecked(False)  # nothing to pin yet
+            return
+        if on:
+            self.pinned[name] = outcome
+        else:
+            self.pinned.pop(name, None)
+        if card.pin_button.isChecked() != on:
+            card.pin_button.blockSignals(True)
+            card.pin_button.setChecked(on)
+            card.pin_button.blockSignals(False)
+        card.pin_button.setToolTip(f"pinned: {_fmt_params(outcome.params)}" if on else
+                                   "Keep the current result as an extra panel")
+        self._refresh_panels()
+        if on:
+            self.wipe.select(f"{name}@pin", name)
 
     def _refresh_panels(self) -> None:
         panels = self.panels()

@@ -331,6 +331,25 @@ def test_wipe_flip_and_zoom_stay_in_sync(make_window, qtbot, photo):
     assert win.zoom_label.text() == "fit"
 
 
+def test_pin_compares_a_codec_with_itself(make_window, qtbot, photo):
+    win = make_window(image=photo)
+    settle(qtbot, win)
+    card = win.cards["jpeg"]
+    card.pin_button.click()
+    assert card.pin_button.isChecked() and "jpeg@pin" in {p.key for p in win.panels()}
+    card.control("quality").slider.setValue(20)
+    settle(qtbot, win)
+    win.show_view("wipe")
+    QtWidgets.QApplication.processEvents()
+    left, right = win.wipe.sides()
+    assert (left.key, right.key) == ("jpeg@pin", "jpeg")
+    assert "quality=75" in left.title
+    assert np.array_equal(win.wipe.left_item.image, jpeg(photo, quality=75).image)
+    assert np.array_equal(win.wipe.right_item.image, jpeg(photo, quality=20).image)
+    card.pin_button.click()
+    assert "jpeg@pin" not in {p.key for p in win.panels()}
+
+
 def test_error_view_levels_and_values(make_window, qtbot, photo):
     win = make_window(image=photo)
     settle(qtbot, win)
