@@ -23,6 +23,9 @@ def steps_layout(steps: int) -> tuple[int, int]:
 class Config:
     """Sizes and switches of :class:`codec.wavelet.model.Model`.
 
+    The defaults (about 4M parameters) are sized to learn on a CPU in hours; the papers' models
+    are several times wider.
+
     Attributes:
         N: channels of the analysis/synthesis transforms and of the hyper latent z.
         M: channels of the latent y (each DWT band of y has M channels).
@@ -41,11 +44,11 @@ class Config:
         lambda_min, lambda_max: the λ trained for at rate 0 and rate 1 (log-linear between).
     """
 
-    N: int = 96
-    M: int = 128
-    state_channels: int = 64
-    context_channels: int = 64
-    attention_dim: int = 64
+    N: int = 64
+    M: int = 96
+    state_channels: int = 48
+    context_channels: int = 48
+    attention_dim: int = 48
     attention_heads: int = 8
     window: int = 8
     ll_steps: int = 10
