@@ -8,7 +8,7 @@ Examples::
     lic-train wavelet --data … --pretrain runs/base/last.ckpt \
         --freeze-except ll_context freq_attention channel_gate adaptive_quant --freeze-steps 20000
     lic-train export runs/hybrid/last.ckpt --name hybrid-v1 --default
-    torchrun --nproc_per_node 4 -m training.cli wavelet …   (DistributedDataParallel)
+    torchrun --nproc_per_node 4 --no-python lic-train wavelet …   (DistributedDataParallel)
 
 Run options live in :class:`training.config.RunConfig`; every option here fills one field.
 """

@@ -156,10 +156,11 @@ def select_parameters(model: nn.Module, patterns: Sequence[str]) -> list[str]:
     for pat in patterns:
         hits = [n for n in names if _matches(n, pat)]
         if not hits:
-            modules = sorted({".".join(n.split(".")[:d]) for n in names
-                              for d in (1, 2) if len(n.split(".")) > d})
+            modules = sorted({".".join(n.split(".")[:d]) for n in names for d in (1, 2)
+                              if len(n.split(".")) > d and not n.split(".")[d - 1].isdigit()})
             raise ParameterError(
-                f"--freeze-except {pat!r} matches no parameter of the {type(model).__name__}; "
+                f"--freeze-except {pat!r} matches no parameter of the {type(model).__name__} "
+                f"(dotted-name prefixes; * matches one component, e.g. bands.*.attn); "
                 f"sub-modules: {', '.join(modules)}")
         chosen.extend(h for h in hits if h not in chosen)
     return chosen
