@@ -272,6 +272,19 @@ def test_resume_after_interruption_continues_exactly(folders, tmp_path):
         resume_config(tmp_path / "b", {"crop": 128})
 
 
+def test_validation_does_not_perturb_training(folders, tmp_path):
+    quiet = Trainer(_cfg(folders, tmp_path / "a", mode="wavelet", steps=3))
+    quiet.run()
+    checked = Trainer(_cfg(folders, tmp_path / "b", mode="wavelet", steps=3, val=str(folders / "val"),
+                           val_every=1, val_images=1, val_points=2))
+    checked.run()
+    a, b = quiet.raw.state_dict(), checked.raw.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    rows = (tmp_path / "b" / "val.csv").read_text().splitlines()
+    assert len(rows) == 1 + 3 * 2 * 2  # 3 validations x 2 points x (image + mean)
+    assert checked.validation["step"] == 3 and len(checked.validation["points"]) == 2
+
+
 def test_sigterm_checkpoints_and_restores_handlers(folders, tmp_path):
     def send(t: Trainer):
         if t.step == 2:

@@ -182,7 +182,8 @@ def codec_from_model(codec_cls: type[LearnedCodec], model: nn.Module, config: An
     (load, eval, ``update(force=True)``), so validation measures what the shipped codec does.
     """
     codec = codec_cls(weights="random", config=config, device=device)
-    fresh = codec_cls.model_class(config)
+    with torch.random.fork_rng(devices=[]):  # validation must not shift the training's RNG
+        fresh = codec_cls.model_class(config)
     fresh.load_state_dict(coding_state(model))
     fresh.eval().to(codec.device)
     fresh.update(force=True)
