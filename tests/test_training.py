@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 
 from codec import weights as W
-from codec.errors import ParameterError, WeightsError
+from codec.errors import BitstreamError, ParameterError, WeightsError
 from codec.jpeg import jpeg_decode, jpeg_encode
 from training import cli
 from training.checkpoint import load_checkpoint
@@ -374,6 +374,7 @@ def test_export_load_round_trip_and_manifest(hybrid_ckpt, weights_dir, photo):
     disk = cls(weights="h32", device="cpu")
     image = np.ascontiguousarray(photo[:40, :56])
     a, b = mem.encode(image, rate=0.4), disk.encode(image, rate=0.4)
+    enc_h32 = b.bitstream
     assert a.sections == b.sections and np.array_equal(a.image, b.image)
 
     half = cls(weights="default", device="cpu")  # h16 is the default: fp16 loads as fp32
@@ -381,8 +382,18 @@ def test_export_load_round_trip_and_manifest(hybrid_ckpt, weights_dir, photo):
     enc = half.encode(image, rate=0.8)
     assert np.array_equal(half.decode(enc.bitstream).image, enc.image)
 
-    again = export_checkpoint(hybrid_ckpt, "h32", default=True)  # same name keeps its id
+    again = export_checkpoint(hybrid_ckpt, "h32", default=True)  # same tensors keep their id
     assert again["weights_id"] == 1
+    changed = load_checkpoint(hybrid_ckpt)
+    key = next(k for k, v in changed["model"].items() if v.is_floating_point() and v.numel() > 1)
+    changed["model"][key] = changed["model"][key] + 0.5
+    other = hybrid_ckpt.parent / "changed.ckpt"
+    torch.save(changed, other)
+    moved = export_checkpoint(other, "h32", default=True)  # new tensors: a new id, never reused
+    assert moved["weights_id"] == 3
+    with pytest.raises(BitstreamError, match="weights id 1"):
+        cls(weights="default", device="cpu").decode(enc_h32)
+    export_checkpoint(hybrid_ckpt, "h32", default=True)
     entries = W.load_manifest(weights_dir)
     assert [e.name for e in entries if e.default] == ["h32"]
     assert validate_manifest(weights_dir) == []

@@ -85,6 +85,17 @@ def round_trip_check(codec) -> None:
         raise WeightsError(f"{codec.name} weights {codec.weights_name!r}: decode is not bit-exact")
 
 
+def _same_state(path: Path, state: dict) -> bool:
+    """Whether the weights file at ``path`` holds exactly the tensors of ``state``."""
+    try:
+        old = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+    except Exception:  # missing or unreadable: certainly not the same weights
+        return False
+    return old.keys() == state.keys() and all(
+        old[k].dtype == state[k].dtype and old[k].shape == state[k].shape and torch.equal(old[k], state[k])
+        for k in state)
+
+
 def export_checkpoint(checkpoint: str | Path, name: str, weights_dir: str | Path | None = None,
                       fp16: bool = False, default: bool = False, results: dict | None = None,
                       check: bool = True) -> dict[str, Any]:
@@ -124,7 +135,10 @@ def export_checkpoint(checkpoint: str | Path, name: str, weights_dir: str | Path
     if existing is not None and existing.get("codec") != doc["codec"]:
         raise WeightsError(f"weights {name!r} already exist for codec {existing.get('codec')!r}; "
                            f"choose another name for this {doc['codec']} model")
-    if existing is not None:
+    # A bitstream names its weights by id, so an id may only ever mean one set of tensors:
+    # re-exporting a name keeps its id only when the tensors are unchanged, otherwise files
+    # coded with the old weights would decode to garbage instead of failing clearly.
+    if existing is not None and _same_state(root / existing["file"], state):
         weights_id = int(existing["weights_id"])
     else:
         weights_id = max([int(e["weights_id"]) for e in entries] + [0]) + 1
