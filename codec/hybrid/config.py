@@ -23,7 +23,10 @@ class Config:
         hyper_channels: channels of the hyper transforms and of ``z`` (stride 64).
         attention: put one ``AttentionBlock`` at 1/16 resolution in each transform.
         base_side_info: feed the JPEG base to the analysis transform beside the residual
-            (encoder side only; the decoder never needs it there).
+            (encoder side only).
+        base_synthesis: condition the synthesis on the JPEG base (a full-resolution fusion
+            head; see :mod:`.transforms`), so the decoder uses the base it has anyway.
+        head_channels: width of that fusion head.
         residual_gain: fixed factor applied to the residual before analysis (and undone after
             synthesis), so that the small residual reaches the transforms at a unit-ish scale.
         rate_points: K, the number of learned gain vectors the continuous rate interpolates.
@@ -39,6 +42,8 @@ class Config:
     hyper_channels: int = 64
     attention: bool = True
     base_side_info: bool = True
+    base_synthesis: bool = True
+    head_channels: int = 12
     residual_gain: float = 4.0
     rate_points: int = 6
     gain_span: float = 4.75
@@ -48,7 +53,7 @@ class Config:
     lambda_max: float = 0.045
 
     def __post_init__(self):
-        for name in ("N", "M", "hyper_channels", "rate_points", "refine_channels"):
+        for name in ("N", "M", "hyper_channels", "rate_points", "refine_channels", "head_channels"):
             if getattr(self, name) < 1:
                 raise ValueError(f"Config.{name}={getattr(self, name)} must be positive")
         if self.rate_points < 2:
@@ -63,4 +68,4 @@ class Config:
     @classmethod
     def tiny(cls) -> "Config":
         """A few channels only: for tests, seconds on a CPU."""
-        return cls(N=8, M=12, hyper_channels=8, rate_points=3, refine_channels=8)
+        return cls(N=8, M=12, hyper_channels=8, rate_points=3, refine_channels=8, head_channels=8)

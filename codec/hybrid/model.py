@@ -2,18 +2,19 @@
 
 .. code-block:: none
 
-            x ──┬──────────────────────────────────────────────────────┐ (encoder only)
-                ▼                                                      │
-    base ──► r = x − base ─► ·s ─┐                                      │
+            x ──┐ (encoder only)
+                ▼
+    base ──► r = x − base ─► ·s ─┐
       │                          ├─► g_a ─► y ─► ·g(t) ─► LC ─► ·g⁻¹(t) ─► g_s ─► /s ─► r̂
-      └──────── (side info) ─────┘                                              │
-      └────────────────────────────────────────────────────────────► + ◄───────┘
-                                                                     │
-                                                           x̂ = base + r̂ ─► MultiScaleRefine ─► x̃
+      ├──────── (side info) ─────┘                                       ▲         │
+      ├──────────────────────── (conditioning) ───────────────────────────┘         │
+      └────────────────────────────────────────────────────────────────► + ◄───────┘
+                                                                         │
+                                                               x̂ = base + r̂ ─► MultiScaleRefine ─► x̃
 
 ``base`` is the JPEG decode of ``x`` (both sides have it). With ``Config.base_side_info`` the
 analysis transform sees it beside the residual, so it can spend bits where the base is poor;
-the decoder does not need it there. ``LC`` is the hyperprior + checkerboard latent codec of
+with ``Config.base_synthesis`` the synthesis fuses it at full resolution (conditional coding). ``LC`` is the hyperprior + checkerboard latent codec of
 :mod:`.entropy`; ``g(t)``/``g⁻¹(t)`` the continuous-rate gains of :mod:`.rate`.
 The residual lies in [-1, 1]; ``s = Config.residual_gain`` scales it to a unit-ish range.
 """
@@ -30,7 +31,7 @@ from . import rate as rate_mod
 from .config import Config
 from .entropy import latent_codec
 from .refine import MultiScaleRefine
-from .transforms import Y_STRIDE, Z_STRIDE, analysis_transform, synthesis_transform
+from .transforms import Y_STRIDE, Z_STRIDE, SynthesisTransform, analysis_transform
 
 __all__ = ["HybridModel", "SECTION_NAMES"]
 
@@ -47,7 +48,7 @@ class HybridModel(CompressionModel):
         super().__init__()
         self.config = cfg = config if config is not None else Config()
         self.g_a = analysis_transform(cfg)
-        self.g_s = synthesis_transform(cfg)
+        self.g_s = SynthesisTransform(cfg)
         self.latent_codec = latent_codec(cfg)
         self.rate_gain = rate_mod.RateGain(cfg.M, cfg.rate_points, cfg.gain_span)
         self.refine = MultiScaleRefine(cfg.refine_channels)
@@ -78,7 +79,7 @@ class HybridModel(CompressionModel):
         return self.g_a(inp)
 
     def _synthesis(self, y_hat: Tensor, base: Tensor, refine: bool) -> dict[str, Tensor]:
-        r_hat = self.g_s(y_hat) / self.config.residual_gain
+        r_hat = self.g_s(y_hat, base) / self.config.residual_gain
         x_hat = base + r_hat
         out = {"r_hat": r_hat, "x_hat": x_hat}
         if refine:
