@@ -330,6 +330,8 @@ def test_forward_contract_and_gradients():
     assert model.aux_loss().requires_grad
     with pytest.raises(ValueError):
         model(x, torch.tensor([0.5, 0.5]))
+    without_refiner = model(x, torch.tensor([0.1, 0.9]), base, refine=False)
+    assert "x_refined" not in without_refiner and without_refiner["x_hat"].shape == x.shape
 
 
 def test_forward_survives_channels_last_batches():

@@ -154,10 +154,22 @@ def test_loss_counts_base_bits_and_ms_ssim_fits_small_crops():
     noisy = (0.8 * big + 0.2 * noisy)
     assert ms_ssim_per_sample(noisy, big).item() == pytest.approx(
         ms_ssim(noisy, big, data_range=1.0).item(), abs=1e-5)  # five scales: the standard value
+    half_rate = RateDistortionLoss()(x_hat, x, lik, lam, rate_weight=0.5)
+    assert half_rate.loss.item() == pytest.approx(plain.loss.item() - 0.5 * 64 / 4096, rel=1e-5)
+    distortion_only = RateDistortionLoss()(x_hat, x, lik, lam, rate_weight=None)
+    assert distortion_only.loss.item() == pytest.approx(255 ** 2 * plain.mse.item(), rel=1e-4)
     with pytest.raises(ParameterError, match="nothing is downloaded"):
         RateDistortionLoss(vgg_weight=1.0)
     with pytest.raises(ParameterError, match="no such file"):
         RateDistortionLoss(vgg_weight=1.0, vgg_weights="/nonexistent/vgg16.pth")
+
+
+def test_rate_warmup_ramps_the_rate_weight():
+    cfg = RunConfig(mode="hybrid", data="x", rate_warmup_steps=100)
+    assert [cfg.rate_weight(s) for s in (0, 25, 99, 100, 10_000)] == [0.0, 0.25, 0.99, 1.0, 1.0]
+    assert RunConfig(mode="hybrid", data="x").rate_weight(0) == 1.0
+    with pytest.raises(ParameterError, match="rate-warmup-steps"):
+        RunConfig(mode="hybrid", data="x", rate_warmup_steps=-1).validate()
 
 
 # -- training -----------------------------------------------------------------------------------

@@ -64,6 +64,9 @@ def _add_run_options(p: argparse.ArgumentParser, mode: str) -> None:
                                          "--lr-decay-factor (default 0.8,0.95)")
     g.add_argument("--lr-decay-factor", type=float, help="default 0.1")
     g.add_argument("--clip", type=float, help="gradient-norm clip, 0 for none (default 1.0)")
+    g.add_argument("--rate-warmup-steps", type=int,
+                   help="ramp the rate term's weight from 0 to 1 over the first N steps, so the "
+                        "codec learns to code before it learns to save bits (default 0)")
     g = p.add_argument_group("rate")
     g.add_argument("--continuous", action="store_true",
                    help="sample the rate knob t ~ U[0,1] per sample, λ = model.lambda_for_rate(t) (default)")
@@ -135,7 +138,7 @@ def run_config_from_args(args: argparse.Namespace) -> tuple[RunConfig, dict | No
     given: dict[str, Any] = {}
     for key in ("data", "val", "init", "seed", "threads", "device", "steps", "max_minutes",
                 "checkpoint_every_minutes", "crop", "batch", "lr", "aux_lr", "warmup_steps",
-                "lr_decay_factor", "clip", "phase_steps", "ms_ssim_weight", "vgg_weight", "vgg_weights",
+                "lr_decay_factor", "clip", "rate_warmup_steps", "phase_steps", "ms_ssim_weight", "vgg_weight", "vgg_weights",
                 "val_images", "val_points", "val_every", "val_crop", "log_every", "export_name",
                 "final_eval", "final_eval_images",
                 "base_subsampling", "pretrain", "freeze_steps"):

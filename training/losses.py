@@ -158,9 +158,10 @@ class VggFeatureLoss(nn.Module):
 class RateDistortionLoss(nn.Module):
     """Per-sample ``λ·(255²·MSE + w_ms·(1 − MS-SSIM) + w_vgg·VGG) + bpp``, averaged over the batch.
 
-    With ``rate_weight=False`` (refinement training) the rate is fixed by the frozen model, so
-    the loss is the distortion alone, unweighted by λ: weighting by λ would make the low-rate
-    samples, where the post-filter matters most, count twenty times less.
+    ``rate_weight`` scales the bpp term (the trainer's rate warm-up ramps it from 0 to 1). With
+    ``rate_weight=None`` (refinement training) the rate is fixed by the frozen model, so the loss
+    is the distortion alone, unweighted by λ: weighting by λ would make the low-rate samples,
+    where the post-filter matters most, count twenty times less.
     """
 
     def __init__(self, ms_ssim_weight: float = 0.0, vgg_weight: float = 0.0,
@@ -176,7 +177,7 @@ class RateDistortionLoss(nn.Module):
             self.vgg = None
 
     def forward(self, x_hat: Tensor, x: Tensor, likelihoods: Mapping[str, Any], lam: Tensor,
-                base_bits: Tensor | None = None, rate_weight: bool = True) -> LossTerms:
+                base_bits: Tensor | None = None, rate_weight: float | None = 1.0) -> LossTerms:
         n, _, h, w = x.shape
         latent_bpp = bits_per_sample(likelihoods, n) / (h * w)
         bpp = latent_bpp + (base_bits.to(latent_bpp) / (h * w) if base_bits is not None else 0.0)
@@ -188,8 +189,8 @@ class RateDistortionLoss(nn.Module):
             distortion = distortion + self.ms_ssim_weight * (1.0 - ssim)
         if self.vgg is not None:
             distortion = distortion + self.vgg_weight * self.vgg(x_hat.float(), x.float())
-        if rate_weight:
-            loss = (lam.to(distortion) * distortion + bpp).mean()
+        if rate_weight is not None:
+            loss = (lam.to(distortion) * distortion + rate_weight * bpp).mean()
         else:
             loss = distortion.mean()
         with torch.no_grad():

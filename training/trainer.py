@@ -276,10 +276,13 @@ class Trainer:
             rate = torch.full((cfg.batch,), fixed[0], device=dev)
         lam = self.raw.lambda_for_rate(rate).to(dev)
         self._train_modes()
-        out = self.model(x, rate, **kwargs)
         refine = cfg.mode == "refine"
+        if cfg.mode == "hybrid":
+            kwargs["refine"] = False
+        out = self.model(x, rate, **kwargs)
         x_hat = out["x_refined"] if refine else out["x_hat"]
-        terms = self.loss_fn(x_hat, x, out["likelihoods"], lam, base_bits, rate_weight=not refine)
+        terms = self.loss_fn(x_hat, x, out["likelihoods"], lam, base_bits, 
+                            rate_weight=None if refine else cfg.rate_weight(self.step))
         self.optimizer.zero_grad(set_to_none=True)
         terms.loss.backward()
         trainable = [p for g in self.optimizer.param_groups for p in g["params"] if p.grad is not None]

@@ -87,11 +87,13 @@ class HybridModel(CompressionModel):
         return out
 
     # -- training -----------------------------------------------------------------------------
-    def forward(self, x: Tensor, rate: Tensor, base: Tensor | None = None) -> dict[str, Any]:
+    def forward(self, x: Tensor, rate: Tensor, base: Tensor | None = None,
+                refine: bool = True) -> dict[str, Any]:
         """Training pass: ``x``, ``base`` ``(N, 3, H, W)`` in [0, 1], ``rate`` ``(N,)`` in [0, 1].
 
         Returns ``x_hat`` (base + decoded residual, STE-quantised latents), ``x_refined``
-        (``refine`` applied to ``x_hat`` clamped to [0, 1]), ``r_hat`` and per-symbol
+        (``refine`` applied to ``x_hat`` clamped to [0, 1]; left out with ``refine=False``, which
+        spares its cost while the residual codec trains alone), ``r_hat`` and per-symbol
         ``likelihoods`` of ``y`` and ``z`` (additive-noise quantisation in train mode,
         rounding in eval mode). In eval mode ``x_hat`` is what the decoder reconstructs.
         """
@@ -100,7 +102,7 @@ class HybridModel(CompressionModel):
         gain, inverse = self.rate_gain(self._rates(rate, x.shape[0], x.device))
         y = self._analysis(x, base)
         out = self.latent_codec(y * gain)
-        result = self._synthesis(out["y_hat"] * inverse, base.contiguous(), refine=True)
+        result = self._synthesis(out["y_hat"] * inverse, base.contiguous(), refine=refine)
         result["likelihoods"] = out["likelihoods"]
         return result
 
