@@ -18,7 +18,7 @@ from .dwt import BAND_NAMING, WAVELETS, Band, band_energies, dwt_bands, mosaic
 from .panels import Panel, luma
 from .pgsetup import pg
 from .state import EncodeOutcome
-from .views import compact
+from .views import LazyWidget, compact
 from .viewsync import ViewSync, make_image_view
 
 __all__ = ["BandsView", "source_channel", "latent_maps", "latent_table"]
@@ -105,7 +105,7 @@ def latent_table(outcome: EncodeOutcome) -> tuple[list[str], list[list[str]]]:
     return ["band", "bits", "of file", "Δ (step)", "gate"], rows
 
 
-class BandsView(QtWidgets.QWidget):
+class BandsView(LazyWidget):
     """DWT mosaic with per-band energy, plus the wavelet codec's latent bands when present."""
 
     def __init__(self, parent=None):
@@ -114,7 +114,6 @@ class BandsView(QtWidgets.QWidget):
         self.outcomes: dict[str, EncodeOutcome] = {}
         self.titles: dict[str, str] = {}
         self.flip = False
-        self._dirty = True
         self.bands: list[Band] = []
         self.sync = ViewSync(self)
         bar = QtWidgets.QHBoxLayout()
@@ -245,18 +244,6 @@ class BandsView(QtWidgets.QWidget):
         self.norm_combo.setCurrentIndex(1 - self.norm_combo.currentIndex())
 
     # -- rendering -------------------------------------------------------------------------------
-    def refresh(self) -> None:
-        self._dirty = True
-        if self.isVisible():
-            self._dirty = False
-            self.render()
-
-    def showEvent(self, event) -> None:
-        super().showEvent(event)
-        if self._dirty:
-            self._dirty = False
-            self.render()
-
     def current_source(self) -> tuple[Panel | None, bool]:
         data = self.source_combo.currentData() or ""
         key, _, what = data.partition("|")

@@ -21,6 +21,7 @@ from PySide6 import QtCore, QtWidgets
 from .cards import codec_color
 from .pgsetup import pg
 from .state import SweepPoint
+from .views import LazyWidget
 
 __all__ = ["Curve", "AnchorCurve", "default_anchor_dir", "load_anchor_dir", "bd_rows", "RDPlot", "METRICS"]
 
@@ -112,7 +113,7 @@ def bd_rows(curves: dict[str, tuple[list[float], list[float]]], reference: str,
     return rows
 
 
-class RDPlot(QtWidgets.QWidget):
+class RDPlot(LazyWidget):
     """Plot + anchor list + BD table. ``pointClicked(codec, params)`` when a sweep point is clicked."""
 
     pointClicked = QtCore.Signal(str, dict)
@@ -184,7 +185,6 @@ class RDPlot(QtWidgets.QWidget):
         self.setLayout(top)
         self._items: list[Any] = []
         self._scatter: dict[str, pg.ScatterPlotItem] = {}
-        self._dirty = True
 
     # -- data ----------------------------------------------------------------------------------
     def set_codecs(self, order: list[str], titles: dict[str, str]) -> None:
@@ -266,18 +266,6 @@ class RDPlot(QtWidgets.QWidget):
         return [(f"Kodak · {name}", r, d) for name, r, d in rows if name in self.checked_anchors]
 
     # -- drawing -------------------------------------------------------------------------------
-    def refresh(self) -> None:
-        self._dirty = True
-        if self.isVisible():
-            self._dirty = False
-            self.render()
-
-    def showEvent(self, event) -> None:
-        super().showEvent(event)
-        if self._dirty:
-            self._dirty = False
-            self.render()
-
     def render(self) -> None:
         p = self.plot
         for it in self._items:

@@ -19,7 +19,7 @@ from .panels import Panel, abs_error, signed_error, signed_to_rgb
 from .pgsetup import pg
 from .viewsync import ViewSync, connect_hover, make_image_item, make_image_view
 
-__all__ = ["compact", "PanelView", "GridView", "WipeView", "ErrorView", "ERROR_GAINS", "grid_columns"]
+__all__ = ["compact", "LazyWidget", "PanelView", "GridView", "WipeView", "ErrorView", "ERROR_GAINS", "grid_columns"]
 
 ERROR_GAINS = (1, 2, 4, 8, 16, 32, 64)
 
@@ -52,8 +52,32 @@ def grid_columns(n: int, width: float, height: float, aspect: float, label_h: fl
     return best
 
 
-class PanelView(QtWidgets.QWidget):
-    """Base of the image views: panel list, lazy rendering, flip and hover plumbing."""
+class LazyWidget(QtWidgets.QWidget):
+    """A widget that draws only when visible: while hidden, ``refresh`` just marks it stale,
+    so dragging a slider never pays for tabs nobody is looking at."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self._dirty = True
+
+    def refresh(self) -> None:
+        self._dirty = True
+        if self.isVisible():
+            self._dirty = False
+            self.render()
+
+    def showEvent(self, event: QtGui.QShowEvent) -> None:
+        super().showEvent(event)
+        if self._dirty:
+            self._dirty = False
+            self.render()
+
+    def render(self) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class PanelView(LazyWidget):
+    """Base of the image views: panel list, flip and hover plumbing."""
 
     hovered = QtCore.Signal(object, float, float)  # Panel, x, y in full-resolution pixels
 
@@ -62,7 +86,6 @@ class PanelView(QtWidgets.QWidget):
         self.sync = sync
         self.panels: list[Panel] = []
         self.flip = False
-        self._dirty = True
 
     def panel(self, key: str) -> Panel | None:
         return next((p for p in self.panels if p.key == key), None)
@@ -80,20 +103,6 @@ class PanelView(QtWidgets.QWidget):
             self.flip = on
             self.refresh()
 
-    def refresh(self) -> None:
-        self._dirty = True
-        if self.isVisible():
-            self._dirty = False
-            self.render()
-
-    def showEvent(self, event: QtGui.QShowEvent) -> None:
-        super().showEvent(event)
-        if self._dirty:
-            self._dirty = False
-            self.render()
-
-    def render(self) -> None:  # pragma: no cover - abstract
-        raise NotImplementedError
 
 
 @dataclass

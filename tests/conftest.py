@@ -23,6 +23,18 @@ def photo() -> np.ndarray:
     return np.ascontiguousarray(data.astronaut()[100:196, 150:278])
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for modules of tiny models: they gain nothing from intra-op threads and,
+    on a busy 2-core machine, thread contention makes their steps ten times slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)

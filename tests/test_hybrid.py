@@ -16,6 +16,9 @@ from codec.hybrid.rate import RateGain
 RESIDUAL_SECTIONS = SECTION_NAMES  # hyper, anchor, nonanchor
 
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
 @pytest.fixture(scope="module")
 def codec() -> HybridCodec:
     return HybridCodec(weights="random", config=Config.tiny(), device="cpu")
