@@ -454,3 +454,20 @@ def test_cli_options_defaults_and_errors(folders, tmp_path, capsys, weights_dir)
     assert cli.main(["wavelet", "--data", str(folders / "train"), "--out", str(tmp_path / "bad"),
                      "--crop", "100"]) == 2
     assert "multiple of the model's stride" in capsys.readouterr().err
+
+    capsys.readouterr()
+    png = tmp_path / "curve.png"
+    assert cli.main(["curve", f"{out / 'val.csv'}=tiny", "--out", str(png)]) == 0
+    printed = capsys.readouterr().out
+    assert "tiny step 2" in printed and png.stat().st_size > 1000
+    assert cli.main(["curve", str(tmp_path / "c.json"), "--out", str(png), "--no-reference"]) == 2
+    assert "not a validation log" in capsys.readouterr().err
+
+
+def test_learning_curve_gain_is_read_off_the_reference_in_log_bpp():
+    from training.curve import gain_over
+
+    reference = (np.array([0.25, 1.0, 0.5]), np.array([26.0, 32.0, 29.0]))
+    assert gain_over(reference, 0.5, 30.0) == pytest.approx(1.0)
+    assert gain_over(reference, 0.5 ** 0.5, 30.0) == pytest.approx(30.0 - 30.5)  # midway in log(bpp)
+    assert np.isnan(gain_over(reference, 2.0, 40.0)) and np.isnan(gain_over(reference, 0.1, 20.0))

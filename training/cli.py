@@ -127,6 +127,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     v.add_argument("--out", help="write the CompressAI-format curve JSON here")
     v.add_argument("--threads", type=int)
     v.add_argument("--device")
+    c = sub.add_parser("curve", help="plot learning curves: validation R-D of runs against steps, "
+                                     "and each point's gain over JPEG on the same crops")
+    c.add_argument("logs", nargs="+", metavar="VAL_CSV[=NAME]",
+                   help="a run's val.csv (optionally =NAME for the legend)")
+    c.add_argument("--out", required=True, help="PNG to write")
+    c.add_argument("--reference", metavar="DIR",
+                   help="code JPEG on these validation images (default: the run's --val, read "
+                        "from run.json beside the first log)")
+    c.add_argument("--images", type=int, help="validation images (default: the run's --val-images)")
+    c.add_argument("--crop", type=int, help="centre crop (default: the run's --val-crop)")
+    c.add_argument("--no-reference", action="store_true", help="plot the R-D per step only")
+    c.add_argument("--title", default="")
     return p.parse_args(argv)
 
 
@@ -261,6 +273,40 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_curve(args: argparse.Namespace) -> int:
+    from codec.errors import ParameterError
+
+    from .curve import jpeg_reference, plot_learning_curve, read_val_csv
+    from .validate import load_val_images
+
+    runs = {}
+    for spec in args.logs:
+        path, _, name = spec.partition("=")
+        runs[name or Path(path).parent.name] = read_val_csv(path)
+    reference = None
+    if not args.no_reference:
+        folder, count, crop = args.reference, args.images, args.crop
+        run_json = Path(args.logs[0].partition("=")[0]).with_name("run.json")
+        if run_json.is_file():
+            run = json.loads(run_json.read_text()).get("run", {})
+            folder = folder or run.get("val")
+            count = run.get("val_images") if count is None else count
+            crop = run.get("val_crop") if crop is None else crop
+        if not folder:
+            raise ParameterError("no validation folder for the JPEG reference: pass --reference DIR "
+                                 "(or --no-reference)")
+        images = load_val_images(folder, 4 if count is None else count, crop or 0)
+        if not images:
+            raise ParameterError(f"no images in {folder} for the JPEG reference")
+        reference = jpeg_reference([im.pixels for im in images])
+    rows = plot_learning_curve(runs, args.out, reference, args.title)
+    for r in rows:
+        gain = "" if r["gain_db"] != r["gain_db"] else f"  {r['gain_db']:+.2f} dB vs JPEG"
+        print(f"{r['run']} step {r['step']}  {r['point']:<28} {r['bpp']:.4f} bpp  {r['psnr']:.2f} dB{gain}")
+    print(f"wrote {args.out}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     _setup_logging(args.verbose, int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1")))
@@ -269,6 +315,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_export(args)
         if args.command == "eval":
             return _cmd_eval(args)
+        if args.command == "curve":
+            return _cmd_curve(args)
         return _cmd_train(args)
     except (LicError, FileNotFoundError) as err:
         if args.verbose:

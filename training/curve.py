@@ -1,0 +1,137 @@
+"""Learning curves: how a run's validation R-D moved with training steps.
+
+A run's ``val.csv`` (written by the trainer) holds, for every validation, the mean bpp and PSNR
+of each validated operating point, measured from real bitstreams. Against JPEG coded on the very
+same validation crops, each point becomes one number — its PSNR gain over JPEG at the same bpp —
+and the run's progress becomes a curve of that gain against steps. The gain is read off JPEG's
+own R-D curve by interpolating PSNR linearly in log(bpp); points outside JPEG's bpp range get
+none rather than an extrapolated one.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from codec.errors import ParameterError
+
+__all__ = ["ValPoint", "read_val_csv", "jpeg_reference", "gain_over", "plot_learning_curve"]
+
+JPEG_QUALITIES = (1, 2, 3, 5, 10, 15, 20, 30, 40, 50, 60, 70, 80, 90, 95)
+
+
+@dataclass(frozen=True)
+class ValPoint:
+    step: int
+    params: str   # the operating point, as JSON (one curve per distinct value)
+    bpp: float
+    psnr: float
+
+
+def read_val_csv(path: str | Path) -> list[ValPoint]:
+    """The per-point means (rows whose image is ``mean``) of a trainer's ``val.csv``."""
+    path = Path(path)
+    try:
+        with path.open(newline="") as f:
+            rows = list(csv.DictReader(f))
+    except OSError as exc:
+        raise ParameterError(f"cannot read {path}: {exc.strerror or exc}") from None
+    need = {"step", "image", "params", "bpp", "psnr"}
+    if not rows or not need <= set(rows[0]):
+        raise ParameterError(f"{path} is not a validation log (needs columns {', '.join(sorted(need))})")
+    try:
+        return [ValPoint(int(r["step"]), r["params"], float(r["bpp"]), float(r["psnr"]))
+                for r in rows if r["image"] == "mean"]
+    except ValueError as exc:
+        raise ParameterError(f"{path}: malformed row ({exc})") from None
+
+
+def jpeg_reference(images: Sequence[np.ndarray], qualities: Sequence[int] = JPEG_QUALITIES,
+                   subsampling: str = "4:2:0") -> tuple[np.ndarray, np.ndarray]:
+    """Mean (bpp, PSNR) of the registry's JPEG codec over ``images`` at each quality."""
+    from codec import metrics, registry
+
+    jpeg = registry.create("jpeg")
+    bpp, psnr = [], []
+    for q in qualities:
+        results = [jpeg.encode(im, quality=q, subsampling=subsampling) for im in images]
+        bpp.append(float(np.mean([r.bpp for r in results])))
+        psnr.append(float(np.mean([metrics.psnr(im, r.image) for im, r in zip(images, results)])))
+    return np.array(bpp), np.array(psnr)
+
+
+def gain_over(reference: tuple[np.ndarray, np.ndarray], bpp: float, psnr: float) -> float:
+    """``psnr`` minus the reference's PSNR at ``bpp`` (NaN outside the reference's bpp range)."""
+    ref_bpp, ref_psnr = reference
+    order = np.argsort(ref_bpp)
+    log_bpp = np.log(ref_bpp[order])
+    if not (bpp > 0 and log_bpp[0] <= math.log(bpp) <= log_bpp[-1]):
+        return math.nan
+    return float(psnr - np.interp(math.log(bpp), log_bpp, ref_psnr[order]))
+
+
+def plot_learning_curve(runs: dict[str, list[ValPoint]], path: str | Path,
+                        reference: tuple[np.ndarray, np.ndarray] | None = None,
+                        title: str = "") -> list[dict]:
+    """Plot each run's validation R-D per step (left) and, with a JPEG ``reference``, each
+    point's gain over JPEG against steps (right). Returns the table rows of the latest step."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2 if reference is not None else 1, figsize=(13 if reference else 7, 5),
+                             dpi=110, squeeze=False)
+    rd, gain_ax = axes[0][0], (axes[0][1] if reference is not None else None)
+    cmap = plt.get_cmap("viridis")
+    latest = []
+    for run_index, (name, points) in enumerate(runs.items()):
+        steps = sorted({p.step for p in points})
+        marker = "os^Dv"[run_index % 5]
+        for i, step in enumerate(steps):
+            at = sorted((p for p in points if p.step == step), key=lambda p: p.bpp)
+            colour = cmap(i / max(len(steps) - 1, 1))
+            label = f"{name} step {step}" if i in (0, len(steps) - 1) else None
+            rd.plot([p.bpp for p in at], [p.psnr for p in at], marker + "-", color=colour,
+                    markersize=4, linewidth=1, label=label)
+        if reference is not None:
+            for params in sorted({p.params for p in points}):
+                series = sorted((p for p in points if p.params == params), key=lambda p: p.step)
+                gains = [gain_over(reference, p.bpp, p.psnr) for p in series]
+                gain_ax.plot([p.step for p in series], gains, marker + "-", markersize=4,
+                             label=f"{name} {_short(params)}")
+        last = max(steps) if steps else None
+        for p in sorted((p for p in points if p.step == last), key=lambda p: p.bpp):
+            latest.append({"run": name, "step": p.step, "point": _short(p.params), "bpp": p.bpp,
+                           "psnr": p.psnr,
+                           "gain_db": gain_over(reference, p.bpp, p.psnr) if reference is not None else math.nan})
+    if reference is not None:
+        rd.plot(*reference, "k--", linewidth=1.5, label="JPEG on the same crops")
+        gain_ax.axhline(0, color="k", linestyle="--", linewidth=1)
+        gain_ax.set_xlabel("training step")
+        gain_ax.set_ylabel("PSNR gain over JPEG at equal bpp (dB)")
+        gain_ax.grid(True, alpha=0.3)
+        gain_ax.legend(fontsize=7)
+    rd.set_xlabel("bits per pixel (from bitstream bytes)")
+    rd.set_ylabel("PSNR-RGB (dB)")
+    rd.grid(True, alpha=0.3)
+    rd.legend(fontsize=7, loc="lower right")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return latest
+
+
+def _short(params: str) -> str:
+    try:
+        values = json.loads(params)
+    except ValueError:
+        return params
+    return " ".join(f"{k}={v}" for k, v in values.items() if k not in ("refine", "subsampling"))
