@@ -160,7 +160,7 @@ def test_loss_counts_base_bits_and_ms_ssim_fits_small_crops():
 
 def test_rate_warmup_ramps_the_rate_weight():
     cfg = RunConfig(mode="hybrid", data="x", rate_warmup_steps=100)
-    assert [cfg.rate_weight(s) for s in (0, 25, 99, 100, 10_000)] == [0.0, 0.25, 0.99, 1.0, 1.0]
+    assert [cfg.rate_weight(s) for s in (0, 25, 50, 75, 99, 100, 10_000)] == [0, 0, 0, 0.5, 0.98, 1, 1]
     assert RunConfig(mode="hybrid", data="x").rate_weight(0) == 1.0
     with pytest.raises(ParameterError, match="rate-warmup-steps"):
         RunConfig(mode="hybrid", data="x", rate_warmup_steps=-1).validate()

@@ -65,8 +65,9 @@ def _add_run_options(p: argparse.ArgumentParser, mode: str) -> None:
     g.add_argument("--lr-decay-factor", type=float, help="default 0.1")
     g.add_argument("--clip", type=float, help="gradient-norm clip, 0 for none (default 1.0)")
     g.add_argument("--rate-warmup-steps", type=int,
-                   help="ramp the rate term's weight from 0 to 1 over the first N steps, so the "
-                        "codec learns to code before it learns to save bits (default 0)")
+                   help="train on distortion alone for N/2 steps, then ramp the rate term's weight "
+                        "to 1 at step N, so the codec learns to code before it learns to save "
+                        "bits (default 0)")
     g = p.add_argument_group("rate")
     g.add_argument("--continuous", action="store_true",
                    help="sample the rate knob t ~ U[0,1] per sample, λ = model.lambda_for_rate(t) (default)")

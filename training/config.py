@@ -51,11 +51,12 @@ class RunConfig:
         warmup_steps, lr_decay_at, lr_decay_factor: linear warm-up, then the rate is multiplied
             by ``lr_decay_factor`` at each fraction of a segment (the run, or each λ phase).
         clip: gradient-norm clip (0: none).
-        rate_warmup_steps: the rate term's weight ramps linearly from 0 to 1 over the run's
-            first steps. With the full rate term from step 0 the untrained analysis transform
-            is pushed to an all-zero residual latent, a state the hybrid never leaves (seen
-            in a 6,900-step CPU run whose latent stayed at 0.06 bpp and whose PSNR equalled
-            the JPEG base's); learning to code first avoids it.
+        rate_warmup_steps: the rate term is off for the first half of these steps, then its
+            weight ramps linearly to 1. With the rate term on from the start, the hybrid's
+            analysis transform shrinks ``y`` into the rounding dead zone within a few hundred
+            steps (every symbol equal to its predicted mean, the decoder falling back on the
+            JPEG base) and never leaves it. Even a small rate weight does this: under Adam a
+            consistent rate gradient outweighs the still incoherent distortion gradient.
         steps: total steps of the run (across resumes); with a λ schedule and ``phase_steps``
             it defaults to ``len(schedule) * phase_steps``.
         max_minutes: wall-clock budget of this session; the run checkpoints and stops when spent.
@@ -149,7 +150,8 @@ class RunConfig:
         """Weight of the rate term at ``step`` (see ``rate_warmup_steps``)."""
         if self.rate_warmup_steps <= 0 or step >= self.rate_warmup_steps:
             return 1.0
-        return step / self.rate_warmup_steps
+        half = self.rate_warmup_steps / 2
+        return max(0.0, (step - half) / half)
 
     def lr_factor(self, step: int) -> float:
         """Multiplier of ``lr`` at ``step``: warm-up over the run's start, step decay per segment."""

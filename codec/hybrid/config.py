@@ -32,6 +32,11 @@ class Config:
         rate_points: K, the number of learned gain vectors the continuous rate interpolates.
         gain_span: initial ratio of the finest to the coarsest quantisation step across the
             rate range (sqrt of lambda_max / lambda_min, the high-rate relation Δ² ∝ 1/λ).
+        gain_init: geometric centre of the initial gains. At 1, the freshly initialised
+            analysis gives ``y·g`` of standard deviation about 0.1, inside the rounding dead
+            zone: every symbol rounds to its mean, the decoder learns to ignore ``y`` and the
+            residual code never starts (measured: ``y·g`` shrank to 0.005 and carried no bits
+            after 900 steps). Starting ``y·g`` at a few quantisation steps avoids that.
         refine_channels: width of the MultiScaleRefine post-filter.
         context_kernel: kernel size of the checkerboard context convolution (odd).
         lambda_min, lambda_max: the λ of rate 0 and rate 1 (loss λ·255²·MSE + bpp).
@@ -47,6 +52,7 @@ class Config:
     residual_gain: float = 4.0
     rate_points: int = 6
     gain_span: float = 4.75
+    gain_init: float = 16.0
     refine_channels: int = 16
     context_kernel: int = 5
     lambda_min: float = 0.002
@@ -60,6 +66,8 @@ class Config:
             raise ValueError(f"Config.rate_points={self.rate_points} must be at least 2")
         if self.context_kernel % 2 != 1:
             raise ValueError(f"Config.context_kernel={self.context_kernel} must be odd")
+        if not self.gain_init > 0 or not self.gain_span >= 1:
+            raise ValueError(f"need gain_init > 0 and gain_span >= 1, got {self.gain_init}, {self.gain_span}")
         if not 0 < self.lambda_min < self.lambda_max:
             raise ValueError(f"need 0 < lambda_min < lambda_max, got {self.lambda_min}, {self.lambda_max}")
         if self.N % 2 or self.M % 2:

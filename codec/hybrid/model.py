@@ -50,7 +50,7 @@ class HybridModel(CompressionModel):
         self.g_a = analysis_transform(cfg)
         self.g_s = SynthesisTransform(cfg)
         self.latent_codec = latent_codec(cfg)
-        self.rate_gain = rate_mod.RateGain(cfg.M, cfg.rate_points, cfg.gain_span)
+        self.rate_gain = rate_mod.RateGain(cfg.M, cfg.rate_points, cfg.gain_span, cfg.gain_init)
         self.refine = MultiScaleRefine(cfg.refine_channels)
 
     # -- rate knob ----------------------------------------------------------------------------

@@ -47,11 +47,12 @@ class RateGain(nn.Module):
     Call with ``rate`` of shape ``(N,)``; returns ``(gain, inverse_gain)``, each ``(N, C, 1, 1)``.
     """
 
-    def __init__(self, channels: int, points: int, span: float):
+    def __init__(self, channels: int, points: int, span: float, centre: float = 1.0):
         super().__init__()
         self.points = points
         step = math.log(span) / (points - 1)
-        self.log_gain0 = nn.Parameter(torch.full((channels,), -0.5 * math.log(span)))
+        # The gains start spread geometrically around ``centre``.
+        self.log_gain0 = nn.Parameter(torch.full((channels,), math.log(centre) - 0.5 * math.log(span)))
         # softplus⁻¹(step): the raw increments start as equal log-steps.
         self.raw_steps = nn.Parameter(torch.full((points - 1, channels), math.log(math.expm1(step))))
         self.inverse_correction = nn.Parameter(torch.zeros(points, channels))
