@@ -5,7 +5,13 @@ PY ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: run test venv
+.PHONY: run test venv results
+
+# The README's measured numbers (needs ../shared: Kodak and the published anchors; about 40 min
+# on 2 CPU cores). Learning curves are drawn from the validation logs copied into results/learning.
+KODAK ?= ../shared/data/kodak
+ANCHORS ?= ../shared/anchors/kodak
+CODECS ?= jpeg,hybrid,hybrid:refine=false,wavelet
 
 $(STAMP): pyproject.toml
 	test -x $(VENV)/bin/python || $(PY) -m venv $(VENV)
@@ -20,3 +26,9 @@ run: $(STAMP)
 
 test: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
+
+results: $(STAMP)
+	$(VENV)/bin/lic-codec eval $(KODAK) --codecs $(CODECS) --anchors $(ANCHORS) --out results/kodak
+	$(VENV)/bin/lic-codec bench $(KODAK) --limit 8 --repeat 3 --threads 1 --out results/kodak/bench.json
+	$(VENV)/bin/lic-train curve $(foreach c,$(wildcard results/learning/*-val.csv),$(c)=$(notdir $(c:-val.csv=))) \
+	  --reference $(KODAK) --images 2 --crop 256 --out results/learning/curve.png
