@@ -201,9 +201,13 @@ def run(args) -> int:
     for r in rows:
         r.ratio_to_reference = (r.encode_ms + r.decode_ms) / ref
     sizes = sorted({f"{im.shape[1]}x{im.shape[0]}" for im in images})
-    print(f"{len(images)} images ({', '.join(sizes)}), median of {args.repeat} runs each, "
-          f"torch threads {torch.get_num_threads()}, device {device}")
-    print(format_table(rows))
+    header = (f"{len(images)} images of {args.folder} ({', '.join(sizes)}), median of {args.repeat} runs "
+              f"each, torch threads {torch.get_num_threads()}, device {device}")
+    table = format_table(rows)
+    print(header)
+    print(table)
     if args.out:
-        Path(args.out).write_text(json.dumps([asdict(r) for r in rows], indent=2) + "\n")
+        out = Path(args.out)
+        out.write_text(json.dumps([asdict(r) for r in rows], indent=2) + "\n")
+        out.with_suffix(".md").write_text(f"{header}.\n\n{table}\n")
     return 0

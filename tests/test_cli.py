@@ -108,3 +108,18 @@ def test_eval_compares_a_codec_with_its_fixed_parameter_variant(tmp_path, photo)
     row = next(r for r in rows if r["codec"] == "hybrid" and r["reference"] == "hybrid_refine-false")
     # An untrained refiner is the identity (zero-initialised last layer): the curves coincide.
     assert abs(row["bd_psnr_db"]) < 1e-6
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_bench_times_codecs_against_the_reference_and_writes_tables(tmp_path, photo, capsys):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    Image.fromarray(np.ascontiguousarray(photo[:64, :64])).save(folder / "a.png")
+    out = tmp_path / "bench.json"
+    assert main(["bench", str(folder), "--codecs", "jpeg", "--repeat", "1", "--out", str(out)]) == 0
+    ref, jpeg = json.loads(out.read_text())
+    assert ref["codec"].startswith("bmshj2018-hyperprior") and ref["ratio_to_reference"] == 1.0
+    assert ref["params"] > 1_000_000 and ref["enc_kmac_px"] > 1
+    assert jpeg["codec"] == "jpeg" and 0 < jpeg["encode_ms"] and 0 < jpeg["decode_ms"]
+    assert "| jpeg | none | cpu |" in out.with_suffix(".md").read_text()
+    assert "| jpeg | none | cpu |" in capsys.readouterr().out
