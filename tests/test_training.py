@@ -363,6 +363,7 @@ def test_export_load_round_trip_and_manifest(hybrid_ckpt, weights_dir, photo):
     e2 = export_checkpoint(hybrid_ckpt, "h16", fp16=True, default=True)
     assert (e1["weights_id"], e2["weights_id"]) == (1, 2)
     assert e1["training"]["steps"] == 3 and e1["training"]["continuous"] and e1["rate_range"] == [0.0, 1.0]
+    assert e1["training"]["final_lr"] == pytest.approx(1e-3)  # the run has no decay
     assert validate_manifest(weights_dir) == []
 
     doc = torch.load(weights_dir / "h16.pt", weights_only=True)

@@ -111,6 +111,9 @@ def training_record(doc: dict[str, Any], with_history: bool = False) -> dict[str
         "crop": run.crop,
         "batch": run.batch,
         "lr": run.lr,
+        # The step decay happens at fractions of --steps, which a resumed run may change: the
+        # rate actually reached says whether the run got to its low-learning-rate end.
+        "final_lr": run.lr * run.lr_factor(max(int(doc["step"]) - 1, 0)),
         "started_from": doc.get("started_from", ""),
         "seed": run.seed,
     }
@@ -120,6 +123,8 @@ def training_record(doc: dict[str, Any], with_history: bool = False) -> dict[str
         rec["lambda_schedule"] = list(run.lambda_schedule)
         rec["phase"] = int(doc.get("phase", 0)) + 1
         rec["phase_steps"] = run.phase_steps
+    if run.rate_warmup_steps:
+        rec["rate_warmup_steps"] = run.rate_warmup_steps
     if run.codec == "hybrid":
         rec["base_quality"] = list(run.base_quality)
     if run.model_config:
