@@ -72,6 +72,10 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, d
     v.add_argument("--anchors", help="folder of CompressAI-format JSON curves to compare against")
     v.add_argument("--limit", type=int, default=0, help="use only the first N images (0: all)")
     v.add_argument("--no-ms-ssim", action="store_true", help="skip MS-SSIM (faster)")
+    v.add_argument("--jobs", type=int, default=1,
+                   help="sweep up to N codec specs at once, each in its own process (default 1)")
+    v.add_argument("--threads", type=int, default=0,
+                   help="torch threads per sweep (0: torch default with --jobs 1, else cores / jobs)")
     learned_opts(v)
 
     b = sub.add_parser("bench", help="time encode/decode of codecs against bmshj2018-hyperprior")
@@ -190,6 +194,49 @@ def _parse_codec_spec(spec: str) -> tuple[str, dict[str, str]]:
     return name, fixed
 
 
+def _sweep_spec(name: str, fixed: dict[str, str], images: list[Path], args: argparse.Namespace,
+                progress) -> Any:
+    """One codec spec's curve over ``images``; a process-pool job of ``eval --jobs``."""
+    from . import evaluate as ev
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    codec = _create(name, args)
+    points = [codec.resolve_params({**p, **fixed}) for p in codec.sweep_points()]
+    curve = ev.sweep(codec, images, points, with_ms_ssim=not args.no_ms_ssim, progress=progress)
+    if fixed:
+        curve.name = name + "".join(f"_{k}-{v}" for k, v in fixed.items()).replace(":", "")
+    return curve
+
+
+def _sweep_all(specs: list[tuple[str, dict[str, str]]], images: list[Path], args: argparse.Namespace) -> list:
+    """Curves of every spec, in ``specs`` order; ``args.jobs`` specs at a time in worker processes."""
+    from . import evaluate as ev
+
+    if args.jobs < 1:
+        raise SystemExit(f"lic-codec: --jobs {args.jobs} must be at least 1")
+    jobs = min(args.jobs, len(specs))
+    if jobs == 1:
+        return [_sweep_spec(name, fixed, images, args, ev.stderr_progress) for name, fixed in specs]
+    import multiprocessing
+    import os
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    if not args.threads:
+        args.threads = max(1, (os.cpu_count() or 1) // jobs)
+    # spawn: a forked child would inherit torch's thread pools mid-state.
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {pool.submit(_sweep_spec, name, fixed, images, args, None): i
+                   for i, (name, fixed) in enumerate(specs)}
+        curves: list = [None] * len(specs)
+        for done, future in enumerate(as_completed(futures), 1):
+            curves[futures[future]] = curve = future.result()
+            print(f"[{done}/{len(specs)}] swept {curve.name}", file=sys.stderr, flush=True)
+    return curves
+
+
 def _cmd_eval(args, options) -> int:
     from . import evaluate as ev
 
@@ -203,21 +250,15 @@ def _cmd_eval(args, options) -> int:
     specs = [_parse_codec_spec(n) for n in args.codecs.split(",") if n.strip()]
     if not any(name == "jpeg" and not fixed for name, fixed in specs):
         specs.insert(0, ("jpeg", {}))  # the reference every table is measured against
-    curves = []
+    curves = _sweep_all(specs, images, args)
     plain: dict[str, Any] = {}  # codec name -> its curve swept without fixed parameters
     variants = []  # (codec name, curve) of the sweeps with fixed parameters
-    for name, fixed in specs:
-        codec = _create(name, args)
-        points = [codec.resolve_params({**p, **fixed}) for p in codec.sweep_points()]
-        curve = ev.sweep(codec, images, points, with_ms_ssim=not args.no_ms_ssim,
-                         progress=ev.stderr_progress)
+    for (name, fixed), curve in zip(specs, curves):
         if fixed:
-            curve.name = name + "".join(f"_{k}-{v}" for k, v in fixed.items()).replace(":", "")
             variants.append((name, curve))
         else:
             plain[name] = curve
         ev.write_curve(curve, out / f"{curve.name}.json")
-        curves.append(curve)
     anchors = ev.read_curves(args.anchors) if args.anchors else []
     jpeg = next(c for c in curves if c.name == "jpeg")
     rows = ev.bd_table([c for c in curves if c is not jpeg], [jpeg])

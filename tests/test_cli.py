@@ -96,6 +96,27 @@ def test_eval_holds_spec_parameters_fixed(tmp_path, photo):
     assert doc["results"]["bpp"][-1] > base["results"]["bpp"][-1]
 
 
+def test_eval_jobs_give_the_same_curves_as_one_process(tmp_path, photo, capsys):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    Image.fromarray(np.ascontiguousarray(photo[:64, :96])).save(folder / "a.png")
+    curves = {}
+    for jobs in ("1", "2"):
+        out = tmp_path / f"res{jobs}"
+        assert main(["eval", str(folder), "--codecs", "jpeg,jpeg:subsampling=4:4:4", "--out", str(out),
+                     "--no-ms-ssim", "--jobs", jobs, "--threads", "1"]) == 0
+        curves[jobs] = {p.name: json.loads(p.read_text())["results"] for p in out.glob("jpeg*.json")}
+    assert sorted(curves["2"]) == ["jpeg.json", "jpeg_subsampling-444.json"]
+    for name, res in curves["1"].items():
+        assert res["bpp"] == curves["2"][name]["bpp"] and res["psnr-rgb"] == curves["2"][name]["psnr-rgb"]
+    assert "[2/2] swept" in capsys.readouterr().err
+
+
+def test_eval_refuses_zero_jobs(tmp_path, png):
+    with pytest.raises(SystemExit, match="--jobs 0"):
+        main(["eval", str(png.parent), "--jobs", "0", "--out", str(tmp_path / "r")])
+
+
 @pytest.mark.usefixtures("one_thread")
 def test_eval_compares_a_codec_with_its_fixed_parameter_variant(tmp_path, photo):
     folder = tmp_path / "imgs"
