@@ -461,8 +461,20 @@ def test_cli_options_defaults_and_errors(folders, tmp_path, capsys, weights_dir)
     assert cli.main(["curve", f"{out / 'val.csv'}=tiny", "--out", str(png)]) == 0
     printed = capsys.readouterr().out
     assert "tiny step 2" in printed and png.stat().st_size > 1000
+    # A second session's log continues the first one's steps under the same name.
+    assert cli.main(["curve", f"{out / 'val.csv'}=tiny", f"{out / 'val.csv'}=tiny+100", "--out", str(png)]) == 0
+    printed = capsys.readouterr().out
+    assert "tiny step 102" in printed and "tiny step 2 " not in printed
     assert cli.main(["curve", str(tmp_path / "c.json"), "--out", str(png), "--no-reference"]) == 2
     assert "not a validation log" in capsys.readouterr().err
+
+
+def test_curve_log_specs():
+    from training.cli import _log_spec
+
+    assert _log_spec("runs/w/val.csv") == ("runs/w/val.csv", "w", 0)
+    assert _log_spec("a+b/val.csv=wavelet+3839") == ("a+b/val.csv", "wavelet", 3839)
+    assert _log_spec("a+b/val.csv=c++") == ("a+b/val.csv", "c++", 0)
 
 
 def test_learning_curve_gain_is_read_off_the_reference_in_log_bpp():

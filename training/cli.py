@@ -16,6 +16,7 @@ Run options live in :class:`training.config.RunConfig`; every option here fills 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -130,8 +131,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     v.add_argument("--device")
     c = sub.add_parser("curve", help="plot learning curves: validation R-D of runs against steps, "
                                      "and each point's gain over JPEG on the same crops")
-    c.add_argument("logs", nargs="+", metavar="VAL_CSV[=NAME]",
-                   help="a run's val.csv (optionally =NAME for the legend)")
+    c.add_argument("logs", nargs="+", metavar="VAL_CSV[=NAME][+STEPS]",
+                   help="a run's val.csv, optionally =NAME for the legend and +STEPS, the steps "
+                        "its weights had before the run (a run started with --init from "
+                        "weights of N steps: +N); logs of one NAME join into one curve")
     c.add_argument("--out", required=True, help="PNG to write")
     c.add_argument("--reference", metavar="DIR",
                    help="code JPEG on these validation images (default: the run's --val, read "
@@ -274,20 +277,32 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _log_spec(spec: str) -> tuple[str, str, int]:
+    """``"runs/w/val.csv=wavelet+3839"`` → ``("runs/w/val.csv", "wavelet", 3839)``."""
+    head, plus, steps = spec.rpartition("+")
+    if not (plus and steps.isdigit()):  # no offset (a '+' elsewhere belongs to the path or name)
+        head, steps = spec, "0"
+    path, _, name = head.partition("=")
+    return path, name or Path(path).parent.name, int(steps)
+
+
 def _cmd_curve(args: argparse.Namespace) -> int:
     from codec.errors import ParameterError
 
     from .curve import jpeg_reference, plot_learning_curve, read_val_csv
     from .validate import load_val_images
 
-    runs = {}
+    runs: dict[str, list] = {}
+    paths = []
     for spec in args.logs:
-        path, _, name = spec.partition("=")
-        runs[name or Path(path).parent.name] = read_val_csv(path)
+        path, name, steps_before = _log_spec(spec)
+        paths.append(path)
+        runs.setdefault(name, []).extend(
+            dataclasses.replace(p, step=p.step + steps_before) for p in read_val_csv(path))
     reference = None
     if not args.no_reference:
         folder, count, crop = args.reference, args.images, args.crop
-        run_json = Path(args.logs[0].partition("=")[0]).with_name("run.json")
+        run_json = Path(paths[0]).with_name("run.json")
         if run_json.is_file():
             run = json.loads(run_json.read_text()).get("run", {})
             folder = folder or run.get("val")
