@@ -78,6 +78,16 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, d
                    help="torch threads per sweep (0: torch default with --jobs 1, else cores / jobs)")
     learned_opts(v)
 
+    g = sub.add_parser("grid", help="R-D of one codec over a grid of parameter values, and the "
+                                    "grid points on the convex hull (to choose a sweep)")
+    g.add_argument("folder")
+    g.add_argument("--codec", required=True)
+    g.add_argument("--param", action="append", required=True, metavar="NAME=V1,V2,...",
+                   help="a parameter and the values to try (repeatable; the grid is every combination)")
+    g.add_argument("--limit", type=int, default=0, help="use only the first N images (0: all)")
+    g.add_argument("--out", help="write every grid point (params, bpp, PSNR, on_hull) as JSON here")
+    learned_opts(g)
+
     b = sub.add_parser("bench", help="time encode/decode of codecs against bmshj2018-hyperprior")
     b.add_argument("folder")
     b.add_argument("--codecs", default=None, help="comma-separated registry names (default: all)")
@@ -279,6 +289,35 @@ def _cmd_eval(args, options) -> int:
     return 0
 
 
+def _cmd_grid(args, options) -> int:
+    from . import evaluate as ev
+
+    images = ev.list_images(args.folder)[: args.limit or None]
+    if not images:
+        raise SystemExit(f"lic-codec: no images in {args.folder}")
+    values: dict[str, list[str]] = {}
+    for spec in args.param:
+        name, eq, listed = spec.partition("=")
+        if not eq or not name or not listed:
+            raise SystemExit(f"lic-codec: bad --param {spec!r}; use NAME=V1,V2,...")
+        values[name] = listed.split(",")
+    codec = _create(args.codec, args)
+    curve = ev.sweep(codec, images, ev.grid_points(codec, values), with_ms_ssim=False,
+                     progress=ev.stderr_progress, check_decode=False)
+    hull = set(ev.upper_hull(curve.bpp, curve.psnr))
+    rows = [{"params": {k: curve.params[i][k] for k in values}, "bpp": curve.bpp[i],
+             "psnr": curve.psnr[i], "on_hull": i in hull} for i in range(len(curve.bpp))]
+    print(f"{codec.name} ({codec.weights_name}) on {len(images)} images of {args.folder}; "
+          "* marks the convex hull")
+    for r in rows:
+        print(f"{'*' if r['on_hull'] else ' '} {json.dumps(r['params'])}  {r['bpp']:.4f} bpp  {r['psnr']:.2f} dB")
+    if args.out:
+        Path(args.out).write_text(json.dumps({"codec": codec.name, "weights": codec.weights_name,
+                                              "images": [p.name for p in images], "points": rows},
+                                             indent=2) + "\n")
+    return 0
+
+
 def _cmd_bench(args, options) -> int:
     from . import bench
 
@@ -309,7 +348,7 @@ def _cmd_codecs(args, options) -> int:
 
 
 COMMANDS = {"encode": _cmd_encode, "decode": _cmd_decode, "info": _cmd_info, "eval": _cmd_eval,
-            "bench": _cmd_bench, "codecs": _cmd_codecs}
+            "grid": _cmd_grid, "bench": _cmd_bench, "codecs": _cmd_codecs}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import sys
@@ -24,6 +25,8 @@ __all__ = [
     "Curve",
     "list_images",
     "sweep",
+    "grid_points",
+    "upper_hull",
     "write_curve",
     "read_curve",
     "read_curves",
@@ -123,6 +126,36 @@ def sweep(codec: Codec, images: Sequence[Path], points: Sequence[dict[str, Any]]
         description=f"lic-studio {codec.name}, weights {codec.weights_name}, device {codec.device_name}, "
                     f"{len(pixels)} images, bpp from .lic file bytes",
     )
+
+
+def grid_points(codec: Codec, values: dict[str, Sequence[Any]]) -> list[dict[str, Any]]:
+    """Every combination of ``values`` (parameter name → values to try), resolved by ``codec``."""
+    names = list(values)
+    return [codec.resolve_params(dict(zip(names, combo))) for combo in itertools.product(*values.values())]
+
+
+def upper_hull(bpp: Sequence[float], psnr: Sequence[float]) -> list[int]:
+    """Indices of the points on the upper convex hull of PSNR over bpp, by rising bpp.
+
+    These are the operating points a codec with several knobs should be swept along: every
+    other point is beaten by a mix of two hull points. Points with a non-finite value are
+    left out.
+    """
+    order = sorted((i for i in range(len(bpp)) if math.isfinite(bpp[i]) and math.isfinite(psnr[i])),
+                   key=lambda i: (bpp[i], -psnr[i]))
+    hull: list[int] = []
+    for i in order:
+        if hull and psnr[i] <= psnr[hull[-1]]:
+            continue  # more bits for no more quality
+        while len(hull) >= 2:
+            a, b = hull[-2], hull[-1]
+            # b lies on or below the chord from a to i: drop it.
+            if (psnr[b] - psnr[a]) * (bpp[i] - bpp[a]) <= (psnr[i] - psnr[a]) * (bpp[b] - bpp[a]):
+                hull.pop()
+            else:
+                break
+        hull.append(i)
+    return hull
 
 
 def write_curve(curve: Curve, path: str | Path) -> None:

@@ -144,3 +144,29 @@ def test_bench_times_codecs_against_the_reference_and_writes_tables(tmp_path, ph
     assert jpeg["codec"] == "jpeg" and 0 < jpeg["encode_ms"] and 0 < jpeg["decode_ms"]
     assert "| jpeg | none | cpu |" in out.with_suffix(".md").read_text()
     assert "| jpeg | none | cpu |" in capsys.readouterr().out
+
+
+def test_upper_hull_keeps_only_the_best_trade_offs():
+    from codec.evaluate import upper_hull
+
+    bpp = [0.5, 1.0, 1.0, 2.0, 1.5, 3.0, 0.2, float("nan")]
+    psnr = [30.0, 32.0, 31.0, 33.0, 31.5, 33.0, 26.0, 40.0]
+    # 1.5 bpp lies below the chord 1 → 2; 3 bpp buys nothing over 2; a NaN point is no point.
+    assert upper_hull(bpp, psnr) == [6, 0, 1, 3]
+    assert upper_hull([], []) == []
+
+
+def test_grid_codes_every_combination_and_marks_the_hull(tmp_path, png, capsys):
+    out = tmp_path / "grid.json"
+    assert main(["grid", str(png.parent), "--codec", "jpeg", "--param", "quality=10,50,90",
+                 "--param", "subsampling=4:2:0,4:4:4", "--out", str(out)]) == 0
+    points = json.loads(out.read_text())["points"]
+    assert sorted((p["params"]["quality"], p["params"]["subsampling"]) for p in points) == [
+        (q, s) for q in (10, 50, 90) for s in ("4:2:0", "4:4:4")]
+    hull = [p for p in points if p["on_hull"]]
+    assert 2 <= len(hull) <= 6 and [p["bpp"] for p in hull] == sorted(p["bpp"] for p in hull)
+    assert all(a["psnr"] < b["psnr"] for a, b in zip(hull, hull[1:]))
+    lines = capsys.readouterr().out.splitlines()
+    assert sum(line.startswith("* ") for line in lines) == len(hull)
+    with pytest.raises(SystemExit, match="bad --param"):
+        main(["grid", str(png.parent), "--codec", "jpeg", "--param", "quality"])
