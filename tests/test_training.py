@@ -429,7 +429,7 @@ def test_cli_options_defaults_and_errors(folders, tmp_path, capsys, weights_dir)
     with pytest.raises(ParameterError, match="exclude"):
         cli.run_config_from_args(cli.parse_args(["wavelet", "--data", "d", "--continuous", "--lambda-schedule", "0.01"]))
     with pytest.raises(ParameterError, match="needs --init"):
-        cli.run_config_from_args(cli.parse_args(["refine", "--data", "d"]))
+        cli.run_config_from_args(cli.parse_args(["refine", "--data", "d", "--out", str(tmp_path / "r")]))
 
     out = tmp_path / "run"
     argv = ["wavelet", "--data", str(folders / "train"), "--out", str(out), "--crop", "64", "--batch", "1",
