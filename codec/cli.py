@@ -204,6 +204,16 @@ def _parse_codec_spec(spec: str) -> tuple[str, dict[str, str]]:
     return name, fixed
 
 
+def _images(args: argparse.Namespace) -> list[Path]:
+    """The images of ``args.folder``, the first ``args.limit`` of them if set."""
+    from . import evaluate as ev
+
+    images = ev.list_images(args.folder)[: args.limit or None]
+    if not images:
+        raise SystemExit(f"lic-codec: no images in {args.folder}")
+    return images
+
+
 def _sweep_spec(name: str, fixed: dict[str, str], images: list[Path], args: argparse.Namespace,
                 progress) -> Any:
     """One codec spec's curve over ``images``; a process-pool job of ``eval --jobs``."""
@@ -250,11 +260,7 @@ def _sweep_all(specs: list[tuple[str, dict[str, str]]], images: list[Path], args
 def _cmd_eval(args, options) -> int:
     from . import evaluate as ev
 
-    images = ev.list_images(args.folder)
-    if args.limit:
-        images = images[: args.limit]
-    if not images:
-        raise SystemExit(f"lic-codec: no images in {args.folder}")
+    images = _images(args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     specs = [_parse_codec_spec(n) for n in args.codecs.split(",") if n.strip()]
@@ -292,9 +298,7 @@ def _cmd_eval(args, options) -> int:
 def _cmd_grid(args, options) -> int:
     from . import evaluate as ev
 
-    images = ev.list_images(args.folder)[: args.limit or None]
-    if not images:
-        raise SystemExit(f"lic-codec: no images in {args.folder}")
+    images = _images(args)
     values: dict[str, list[str]] = {}
     for spec in args.param:
         name, eq, listed = spec.partition("=")

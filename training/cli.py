@@ -293,16 +293,14 @@ def _cmd_curve(args: argparse.Namespace) -> int:
     from .validate import load_val_images
 
     runs: dict[str, list] = {}
-    paths = []
     for spec in args.logs:
         path, name, steps_before = _log_spec(spec)
-        paths.append(path)
         runs.setdefault(name, []).extend(
             dataclasses.replace(p, step=p.step + steps_before) for p in read_val_csv(path))
     reference = None
     if not args.no_reference:
         folder, count, crop = args.reference, args.images, args.crop
-        run_json = Path(paths[0]).with_name("run.json")
+        run_json = Path(_log_spec(args.logs[0])[0]).with_name("run.json")
         if run_json.is_file():
             run = json.loads(run_json.read_text()).get("run", {})
             folder = folder or run.get("val")
