@@ -80,9 +80,12 @@ def _add_run_options(p: argparse.ArgumentParser, mode: str) -> None:
     g.add_argument("--ms-ssim-weight", type=float, help="add W·λ·(1−MS-SSIM) to the distortion (0: off)")
     g.add_argument("--vgg-weight", type=float, help="add W·λ·VGG16 feature MSE (needs --vgg-weights)")
     g.add_argument("--vgg-weights", help="local torchvision VGG16 state dict (nothing is downloaded)")
-    if mode == "wavelet":
+    if mode in ("wavelet", "refine"):
         g = p.add_argument_group("transfer")
-        g.add_argument("--pretrain", help="checkpoint/weights to copy matching tensors from")
+        # refine: a wider filter (--config refine_channels=…) starts from a trained main model
+        g.add_argument("--pretrain", help="checkpoint/weights to copy matching tensors from "
+                                          "(the model's config is the default plus --config)")
+    if mode == "wavelet":
         g.add_argument("--freeze-except", nargs="+", metavar="MODULE",
                        help="train only these sub-modules (dotted-name prefixes) first")
         g.add_argument("--freeze-steps", type=int,

@@ -193,8 +193,9 @@ class RunConfig:
                 "(nothing is downloaded)")
         if self.freeze_except and not self.pretrain and not self.init:
             raise ParameterError("--freeze-except only makes sense with --pretrain CKPT or --init WEIGHTS")
-        if self.mode == "refine" and not self.init:
-            raise ParameterError("lic-train refine needs --init (a hybrid checkpoint or weights) to refine")
+        if self.mode == "refine" and not (self.init or self.pretrain):
+            raise ParameterError("lic-train refine needs --init (or --pretrain) a hybrid checkpoint or "
+                                 "weights to refine")
         if self.rate_warmup_steps < 0:
             raise ParameterError(f"--rate-warmup-steps must be >= 0, got {self.rate_warmup_steps}")
         if self.val_images < 0 or self.val_every < 0:
