@@ -175,20 +175,16 @@ def format_table(rows: list[BenchRow]) -> str:
     return "\n".join(lines)
 
 
-def run(args) -> int:
+def run(args, paths: list[Path]) -> int:
+    """Time every codec of ``args`` and the reference on the images at ``paths``."""
     import torch
 
-    from . import evaluate, registry
+    from . import registry
     from .image import open_image
     from .learned import select_device
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    paths = evaluate.list_images(args.folder)
-    if args.limit:
-        paths = paths[: args.limit]
-    if not paths:
-        raise SystemExit(f"lic-codec: no images in {args.folder}")
     images = [open_image(p) for p in paths]
     device = str(select_device(args.device))
     names = [n for n in (args.codecs.split(",") if args.codecs else registry.codec_names()) if n]

@@ -215,14 +215,15 @@ def _images(args: argparse.Namespace) -> list[Path]:
 
 
 def _sweep_spec(name: str, fixed: dict[str, str], images: list[Path], args: argparse.Namespace,
-                progress) -> Any:
-    """One codec spec's curve over ``images``; a process-pool job of ``eval --jobs``."""
+                threads: int, progress) -> Any:
+    """One codec spec's curve over ``images`` with ``threads`` torch threads (0: torch's default);
+    a process-pool job of ``eval --jobs``."""
     from . import evaluate as ev
 
-    if args.threads:
+    if threads:
         import torch
 
-        torch.set_num_threads(args.threads)
+        torch.set_num_threads(threads)
     codec = _create(name, args)
     points = [codec.resolve_params({**p, **fixed}) for p in codec.sweep_points()]
     curve = ev.sweep(codec, images, points, with_ms_ssim=not args.no_ms_ssim, progress=progress)
@@ -239,16 +240,16 @@ def _sweep_all(specs: list[tuple[str, dict[str, str]]], images: list[Path], args
         raise SystemExit(f"lic-codec: --jobs {args.jobs} must be at least 1")
     jobs = min(args.jobs, len(specs))
     if jobs == 1:
-        return [_sweep_spec(name, fixed, images, args, ev.stderr_progress) for name, fixed in specs]
+        return [_sweep_spec(name, fixed, images, args, args.threads, ev.stderr_progress)
+                for name, fixed in specs]
     import multiprocessing
     import os
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
-    if not args.threads:
-        args.threads = max(1, (os.cpu_count() or 1) // jobs)
+    threads = args.threads or max(1, (os.cpu_count() or 1) // jobs)
     # spawn: a forked child would inherit torch's thread pools mid-state.
     with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {pool.submit(_sweep_spec, name, fixed, images, args, None): i
+        futures = {pool.submit(_sweep_spec, name, fixed, images, args, threads, None): i
                    for i, (name, fixed) in enumerate(specs)}
         curves: list = [None] * len(specs)
         for done, future in enumerate(as_completed(futures), 1):
@@ -325,7 +326,7 @@ def _cmd_grid(args, options) -> int:
 def _cmd_bench(args, options) -> int:
     from . import bench
 
-    return bench.run(args)
+    return bench.run(args, _images(args))
 
 
 def _cmd_codecs(args, options) -> int:
