@@ -116,6 +116,13 @@ class LearnedCodec(Codec):
         if weights_id is not None and not weights_id & W.RANDOM_INIT_BIT:
             entry = W.entry_by_id(weights_id)
             if entry is None:
+                retired = W.retired_by_id(weights_id)
+                if retired is not None:
+                    raise BitstreamError(
+                        f"bitstream was coded with the {retired.get('name')!r} weights (id {weights_id}), "
+                        f"retired from this install on {retired.get('retired', '?')}; restore "
+                        f"weights/{retired.get('file')} and its manifest entry from the git history "
+                        f"(git log -- weights/{retired.get('file')}) to decode it")
                 raise BitstreamError(
                     f"bitstream needs {self.name} weights id {weights_id}, which this install's "
                     f"manifest ({W.weights_dir() / 'manifest.json'}) does not list")

@@ -29,6 +29,7 @@ __all__ = [
     "load_manifest",
     "find_entry",
     "entry_by_id",
+    "retired_by_id",
     "default_entry",
     "random_init_id",
     "sha256_file",
@@ -102,6 +103,19 @@ def entry_by_id(weights_id: int, root: Path | None = None) -> WeightsEntry | Non
         if e.weights_id == weights_id:
             return e
     return None
+
+
+def retired_by_id(weights_id: int, root: Path | None = None) -> dict | None:
+    """The manifest's record of weights ``weights_id`` if they were retired (their file removed
+    to keep the install small; the id is never given to other weights), else None."""
+    path = (root or weights_dir()) / "manifest.json"
+    if not path.exists():
+        return None
+    try:
+        retired = json.loads(path.read_text()).get("retired", [])
+        return next((r for r in retired if int(r["weights_id"]) == weights_id), None)
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
+        raise WeightsError(f"{path}: malformed manifest ({err})") from None
 
 
 def default_entry(codec: str, root: Path | None = None) -> WeightsEntry | None:

@@ -21,11 +21,12 @@ from PIL import Image
 from codec import weights as W
 from codec.errors import BitstreamError, ParameterError, WeightsError
 from codec.jpeg import jpeg_decode, jpeg_encode
+from codec.registry import decode_bitstream
 from training import cli
 from training.checkpoint import load_checkpoint
 from training.config import RunConfig, apply_overrides, parse_overrides
 from training.data import CropSampler, check_crop, find_images, load_images
-from training.export import export_checkpoint, validate_manifest
+from training.export import export_checkpoint, retire_weights, validate_manifest
 from training.losses import RateDistortionLoss, ms_ssim_per_sample
 from training.models import codec_class, codec_from_model, select_parameters
 from training.trainer import Trainer, resume_config
@@ -419,6 +420,25 @@ def test_export_load_round_trip_and_manifest(hybrid_ckpt, weights_dir, photo):
     entries = W.load_manifest(weights_dir)
     assert [e.name for e in entries if e.default] == ["h32"]
     assert validate_manifest(weights_dir) == []
+
+
+def test_retired_weights_free_their_file_but_never_their_id(hybrid_ckpt, weights_dir, photo):
+    cls = codec_class("hybrid")
+    old = export_checkpoint(hybrid_ckpt, "old", check=False)
+    export_checkpoint(hybrid_ckpt, "current", default=True, check=False)
+    image = np.ascontiguousarray(photo[:40, :56])
+    coded = cls(weights="old", device="cpu").encode(image, rate=0.5).bitstream
+    with pytest.raises(WeightsError, match="default"):
+        retire_weights("current")
+    with pytest.raises(WeightsError, match="no weights named 'gone'"):
+        retire_weights("gone")
+    assert cli.main(["retire", "old"]) == 0
+    assert not (weights_dir / "old.pt").exists() and validate_manifest(weights_dir) == []
+    assert [e.name for e in W.load_manifest(weights_dir)] == ["current"]
+    with pytest.raises(BitstreamError, match=r"'old' weights \(id 1\), retired .*git log -- weights/old.pt"):
+        decode_bitstream(coded, device="cpu")
+    newer = export_checkpoint(hybrid_ckpt, "newer", check=False)
+    assert newer["weights_id"] == 3 and old["weights_id"] == 1  # id 1 stays retired
 
 
 def test_tampered_weights_file_is_refused(hybrid_ckpt, weights_dir):

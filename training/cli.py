@@ -124,6 +124,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     e.add_argument("--eval", dest="eval_dir", help="also measure an R-D sweep on this folder (e.g. Kodak)")
     e.add_argument("--eval-images", type=int, default=0, help="limit the sweep to N images (0: all)")
     e.add_argument("--no-check", action="store_true", help="skip the load + round-trip check")
+    r = sub.add_parser("retire", help="remove weights from weights/ (file and manifest entry); their id "
+                                      "is kept as retired so that no other weights reuse it")
+    r.add_argument("name")
+    r.add_argument("--weights-dir", help="manifest folder (default: $LIC_WEIGHTS_DIR or the repo's weights/)")
     v = sub.add_parser("eval", help="R-D sweep of a checkpoint or weights with real entropy coding")
     v.add_argument("source", help="a .ckpt, a .pt weights file or a manifest name")
     v.add_argument("--data", required=True, help="folder of images")
@@ -248,6 +252,13 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_retire(args: argparse.Namespace) -> int:
+    from .export import retire_weights
+
+    print(json.dumps(retire_weights(args.name, weights_dir=args.weights_dir)))
+    return 0
+
+
 def _codec_from_source(source: str, codec_name: str | None, device: str | None):
     from .checkpoint import is_checkpoint, load_checkpoint
     from .config import config_from_dict
@@ -330,6 +341,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "export":
             return _cmd_export(args)
+        if args.command == "retire":
+            return _cmd_retire(args)
         if args.command == "eval":
             return _cmd_eval(args)
         if args.command == "curve":

@@ -32,7 +32,7 @@ from .checkpoint import load_checkpoint, save_atomic, training_record
 from .config import RunConfig, config_from_dict
 from .models import build_model, codec_class, coding_state
 
-__all__ = ["export_checkpoint", "validate_manifest", "round_trip_check", "MANIFEST_NAME"]
+__all__ = ["export_checkpoint", "retire_weights", "validate_manifest", "round_trip_check", "MANIFEST_NAME"]
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +141,8 @@ def export_checkpoint(checkpoint: str | Path, name: str, weights_dir: str | Path
     if existing is not None and _same_state(root / existing["file"], state):
         weights_id = int(existing["weights_id"])
     else:
-        weights_id = max([int(e["weights_id"]) for e in entries] + [0]) + 1
+        used = [int(e["weights_id"]) for e in entries + manifest.get("retired", [])]
+        weights_id = max(used + [0]) + 1
     if not 0 < weights_id < W.RANDOM_INIT_BIT:
         raise WeightsError(f"no weights id left below {W.RANDOM_INIT_BIT:#x}")
 
@@ -191,6 +192,32 @@ def export_checkpoint(checkpoint: str | Path, name: str, weights_dir: str | Path
     return entry
 
 
+def retire_weights(name: str, weights_dir: str | Path | None = None) -> dict[str, Any]:
+    """Remove weights ``name`` (its file and manifest entry) to keep the install small.
+
+    The manifest keeps a ``retired`` record of the name, id, file and sha256: the id is never
+    given to other weights, and a bitstream coded with the retired weights fails with a message
+    saying how to restore them from the git history. Default weights cannot be retired; make
+    others the default first.
+    """
+    root = Path(weights_dir) if weights_dir is not None else W.weights_dir()
+    manifest = _read_manifest_doc(root)
+    entry = next((e for e in manifest["weights"] if e.get("name") == name), None)
+    if entry is None:
+        names = ", ".join(e.get("name", "?") for e in manifest["weights"]) or "none"
+        raise WeightsError(f"no weights named {name!r} in {root / MANIFEST_NAME}; available: {names}")
+    if entry.get("default"):
+        raise WeightsError(f"{name!r} are the default {entry.get('codec')} weights; export or mark "
+                           "others as the default before retiring them")
+    record = {k: entry.get(k) for k in ("name", "codec", "weights_id", "file", "sha256")}
+    record["retired"] = _dt.date.today().isoformat()
+    manifest["weights"] = [e for e in manifest["weights"] if e is not entry]
+    manifest.setdefault("retired", []).append(record)
+    _write_json_atomic(root / MANIFEST_NAME, manifest)
+    (root / entry["file"]).unlink(missing_ok=True)
+    return record
+
+
 def validate_manifest(root: str | Path | None = None, check_files: bool = True) -> list[str]:
     """Everything wrong with a manifest (an empty list when it is valid).
 
@@ -208,6 +235,12 @@ def validate_manifest(root: str | Path | None = None, check_files: bool = True) 
         return [str(err)]
     required = {"name": str, "codec": str, "weights_id": int, "file": str, "sha256": str,
                 "default": bool, "config": dict}
+    live_ids = {e.get("weights_id") for e in doc["weights"]}
+    for r in doc.get("retired", []):
+        if not isinstance(r, dict) or not isinstance(r.get("weights_id"), int):
+            problems.append(f"retired record {r!r}: no integer weights_id")
+        elif r["weights_id"] in live_ids:
+            problems.append(f"retired weights id {r['weights_id']} ({r.get('name')!r}) is reused by live weights")
     names, defaults = set(), {}
     for i, e in enumerate(doc["weights"]):
         label = f"entry {i} ({e.get('name', '?')!r})"
