@@ -16,7 +16,8 @@ CODECS ?= jpeg,hybrid,hybrid:refine=false,wavelet
 JOBS ?= 2
 LEARNING := results/learning
 CURVES ?= $(LEARNING)/wavelet-cpu-s1-val.csv=wavelet $(LEARNING)/wavelet-cpu-s2-val.csv=wavelet+3839 \
-	$(LEARNING)/hybrid-cpu-s1-val.csv=hybrid
+	$(LEARNING)/wavelet-cpu-s3-val.csv=wavelet+11339 \
+	$(LEARNING)/hybrid-cpu-s1-val.csv=hybrid $(LEARNING)/hybrid-cpu-s2-val.csv=hybrid+10000
 
 $(STAMP): pyproject.toml
 	test -x $(VENV)/bin/python || $(PY) -m venv $(VENV)
