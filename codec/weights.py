@@ -26,6 +26,7 @@ __all__ = [
     "RANDOM_INIT_BIT",
     "WeightsEntry",
     "weights_dir",
+    "read_manifest_doc",
     "load_manifest",
     "find_entry",
     "entry_by_id",
@@ -63,18 +64,31 @@ class WeightsEntry:
         return (root or weights_dir()) / self.file
 
 
-def load_manifest(root: Path | None = None) -> list[WeightsEntry]:
+def read_manifest_doc(root: Path | None = None) -> dict:
+    """``manifest.json`` as parsed JSON with a ``weights`` list (empty when there is no file)."""
     path = (root or weights_dir()) / "manifest.json"
     if not path.exists():
-        return []
+        return {"weights": []}
     try:
         doc = json.loads(path.read_text())
+    except ValueError as err:
+        raise WeightsError(f"{path}: malformed manifest ({err})") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("weights", []), list):
+        raise WeightsError(f"{path}: malformed manifest (no 'weights' list)")
+    doc.setdefault("weights", [])
+    return doc
+
+
+def load_manifest(root: Path | None = None) -> list[WeightsEntry]:
+    path = (root or weights_dir()) / "manifest.json"
+    doc = read_manifest_doc(root)
+    try:
         entries = [
             WeightsEntry(
                 name=e["name"], codec=e["codec"], weights_id=int(e["weights_id"]), file=e["file"],
                 sha256=e["sha256"], default=bool(e.get("default", False)),
                 config=dict(e.get("config", {})), record=e)
-            for e in doc.get("weights", [])
+            for e in doc["weights"]
         ]
     except (ValueError, KeyError, TypeError) as err:
         raise WeightsError(f"{path}: malformed manifest ({err})") from None
@@ -108,14 +122,11 @@ def entry_by_id(weights_id: int, root: Path | None = None) -> WeightsEntry | Non
 def retired_by_id(weights_id: int, root: Path | None = None) -> dict | None:
     """The manifest's record of weights ``weights_id`` if they were retired (their file removed
     to keep the install small; the id is never given to other weights), else None."""
-    path = (root or weights_dir()) / "manifest.json"
-    if not path.exists():
-        return None
+    retired = read_manifest_doc(root).get("retired", [])
     try:
-        retired = json.loads(path.read_text()).get("retired", [])
         return next((r for r in retired if int(r["weights_id"]) == weights_id), None)
-    except (ValueError, KeyError, TypeError, AttributeError) as err:
-        raise WeightsError(f"{path}: malformed manifest ({err})") from None
+    except (ValueError, KeyError, TypeError) as err:
+        raise WeightsError(f"{(root or weights_dir()) / 'manifest.json'}: malformed manifest ({err})") from None
 
 
 def default_entry(codec: str, root: Path | None = None) -> WeightsEntry | None:

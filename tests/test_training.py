@@ -221,6 +221,7 @@ def test_refine_trains_only_the_post_filter_with_the_rest_in_eval_mode(folders, 
     entry = export_checkpoint(tmp_path / "last.ckpt", "refined", check=False)
     assert entry["training"]["mode"] == "refine" and entry["training"]["total_steps"] == 6
 
+
 def test_refine_pretrain_widens_the_filter_and_keeps_the_main_model(folders, tmp_path, hybrid_ckpt):
     start = load_checkpoint(hybrid_ckpt)["model"]
     config = dict(_tiny("hybrid"), refine_channels="6")
@@ -233,7 +234,6 @@ def test_refine_pretrain_widens_the_filter_and_keeps_the_main_model(folders, tmp
     main = [k for k in start if not k.startswith("refine.")]
     assert main and all(torch.equal(start[k], end[k]) for k in main)
     assert "transfer" in trainer.started_from and trainer.history[0]["mode"] == "hybrid"
-
 
 
 def test_nonfinite_step_is_skipped_not_fatal(folders, tmp_path):

@@ -40,20 +40,6 @@ MANIFEST_NAME = "manifest.json"
 _NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
 
 
-def _read_manifest_doc(root: Path) -> dict[str, Any]:
-    path = root / MANIFEST_NAME
-    if not path.exists():
-        return {"weights": []}
-    try:
-        doc = json.loads(path.read_text())
-    except ValueError as err:
-        raise WeightsError(f"{path}: malformed manifest ({err})") from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("weights", []), list):
-        raise WeightsError(f"{path}: malformed manifest (no 'weights' list)")
-    doc.setdefault("weights", [])
-    return doc
-
-
 def _write_json_atomic(path: Path, doc: Any) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     tmp.write_text(json.dumps(doc, indent=2) + "\n")
@@ -129,7 +115,7 @@ def export_checkpoint(checkpoint: str | Path, name: str, weights_dir: str | Path
         params = {n for n, p in model.named_parameters() if p.is_floating_point()}
         state = {k: (v.half() if k in params else v) for k, v in state.items()}
 
-    manifest = _read_manifest_doc(root)
+    manifest = W.read_manifest_doc(root)
     entries = manifest["weights"]
     existing = next((e for e in entries if e.get("name") == name), None)
     if existing is not None and existing.get("codec") != doc["codec"]:
@@ -201,7 +187,7 @@ def retire_weights(name: str, weights_dir: str | Path | None = None) -> dict[str
     others the default first.
     """
     root = Path(weights_dir) if weights_dir is not None else W.weights_dir()
-    manifest = _read_manifest_doc(root)
+    manifest = W.read_manifest_doc(root)
     entry = next((e for e in manifest["weights"] if e.get("name") == name), None)
     if entry is None:
         names = ", ".join(e.get("name", "?") for e in manifest["weights"]) or "none"
@@ -229,7 +215,7 @@ def validate_manifest(root: str | Path | None = None, check_files: bool = True) 
     root = Path(root) if root is not None else W.weights_dir()
     problems: list[str] = []
     try:
-        doc = _read_manifest_doc(root)
+        doc = W.read_manifest_doc(root)
         W.load_manifest(root)
     except WeightsError as err:
         return [str(err)]
