@@ -214,6 +214,16 @@ def test_forward_gradients_reach_delta():
     assert model.aux_loss().item() >= 0
 
 
+@pytest.mark.parametrize("noise", [True, False])
+def test_likelihood_follows_its_inputs_device(noise):
+    # The meta device stands in for a GPU: a bound kept on the CPU (as a module-level
+    # LowerBound buffer was) fails here as it failed the first CUDA training run.
+    from codec.wavelet.quant import symbol_likelihood
+
+    y, mu, sigma, delta = (torch.rand(1, 4, 8, 8, device="meta") for _ in range(4))
+    assert symbol_likelihood(y, mu, sigma, delta, noise).device.type == "meta"
+
+
 def test_lambda_mapping():
     model = Model(Config.tiny())
     lam = model.lambda_for_rate(torch.tensor([0.0, 1.0]))

@@ -24,15 +24,19 @@ import math
 import torch
 from torch import nn
 
-from compressai.ops import LowerBound
+from compressai.ops.bound_ops import LowerBoundFunction
 
 from ..dwt import BANDS
 
 __all__ = ["AdaptiveQuantizer", "quantize", "dequantize", "symbol_likelihood", "SCALE_BOUND"]
 
 SCALE_BOUND = 0.11  # smallest symbol-domain scale; equals compressai's scale table minimum
-_scale_bound = LowerBound(SCALE_BOUND)
-_likelihood_bound = LowerBound(1e-9)
+
+
+def _lower_bound(x: torch.Tensor, bound: float) -> torch.Tensor:
+    # compressai's bound with its gradient (identity where it pushes x up); the bound tensor is
+    # made on x's device, where a module-level LowerBound would keep its buffer on the CPU.
+    return LowerBoundFunction.apply(x, x.new_tensor([bound]))
 
 
 def quantize(y: torch.Tensor, mu: torch.Tensor, delta: torch.Tensor, ste: bool = False) -> torch.Tensor:
@@ -49,7 +53,7 @@ def dequantize(symbols: torch.Tensor, mu: torch.Tensor, delta: torch.Tensor) -> 
 
 def symbol_scale(sigma: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
     """The Gaussian scale in symbol units, ``σ / Δ``, bounded below like compressai's table."""
-    return _scale_bound(sigma / delta)
+    return _lower_bound(sigma / delta, SCALE_BOUND)
 
 
 def symbol_likelihood(y: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor, delta: torch.Tensor,
@@ -62,7 +66,7 @@ def symbol_likelihood(y: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor, de
     c = -(2 ** -0.5)
     upper = 0.5 * torch.erfc(c * (0.5 - u) / s)
     lower = 0.5 * torch.erfc(c * (-0.5 - u) / s)
-    return _likelihood_bound(upper - lower)
+    return _lower_bound(upper - lower, 1e-9)
 
 
 class AdaptiveQuantizer(nn.Module):
