@@ -88,6 +88,24 @@ def hybrid_ckpt(folders, tmp_path_factory):
     return out / "last.ckpt"
 
 
+def test_a_run_on_a_pack_says_so_in_its_training_record(folders, tmp_path):
+    import shutil
+
+    from training.checkpoint import training_record
+    from training.pack import PACK_INFO
+
+    data = tmp_path / "pack"
+    shutil.copytree(folders / "train", data)
+    (data / PACK_INFO).write_text(json.dumps({"jpeg_quality": 95, "max_side": 768}))
+    Trainer(_cfg(folders, tmp_path / "run", steps=1, data=str(data))).run()
+    record = training_record(load_checkpoint(tmp_path / "run" / "last.ckpt"))
+    assert record["data"] == str(data)
+    assert record["data_pack"] == {"jpeg_quality": 95, "max_side": 768}
+    (data / PACK_INFO).write_text("{not json")
+    with pytest.raises(ParameterError, match="pack summary"):
+        Trainer(_cfg(folders, tmp_path / "run2", steps=1, data=str(data)))
+
+
 # -- config and data --------------------------------------------------------------------------
 def test_config_overrides_parse_types_and_reject_unknown_fields():
     cls = codec_class("wavelet").config_class
@@ -439,6 +457,10 @@ def test_retired_weights_free_their_file_but_never_their_id(hybrid_ckpt, weights
         decode_bitstream(coded, device="cpu")
     newer = export_checkpoint(hybrid_ckpt, "newer", check=False)
     assert newer["weights_id"] == 3 and old["weights_id"] == 1  # id 1 stays retired
+    assert cli.main(["default", "newer"]) == 0  # then the former default can go
+    assert [(e.name, e.default) for e in W.load_manifest(weights_dir)] == [("current", False), ("newer", True)]
+    assert cli.main(["retire", "current"]) == 0
+    assert cli.main(["default", "gone"]) == 2
 
 
 def test_tampered_weights_file_is_refused(hybrid_ckpt, weights_dir):

@@ -104,6 +104,7 @@ def training_record(doc: dict[str, Any], with_history: bool = False) -> dict[str
     rec: dict[str, Any] = {
         "mode": run.mode,
         "data": run.data,
+        **({"data_pack": doc["data_pack"]} if doc.get("data_pack") else {}),
         "steps": int(doc["step"]),
         "minutes": round(float(doc.get("minutes", 0.0)), 1),
         "device": doc.get("device", "CPU"),

@@ -8,6 +8,8 @@ Examples::
     lic-train wavelet --data … --pretrain runs/base/last.ckpt \
         --freeze-except ll_context freq_attention channel_gate adaptive_quant --freeze-steps 20000
     lic-train export runs/hybrid/last.ckpt --name hybrid-v1 --default
+    lic-train default hybrid-v1          (make exported weights the default again)
+    lic-train pack ../shared/data/train .gpudata/train   (a set small enough to send to a GPU machine)
     torchrun --nproc_per_node 4 --no-python lic-train wavelet …   (DistributedDataParallel)
 
 Run options live in :class:`training.config.RunConfig`; every option here fills one field.
@@ -128,6 +130,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                                       "is kept as retired so that no other weights reuse it")
     r.add_argument("name")
     r.add_argument("--weights-dir", help="manifest folder (default: $LIC_WEIGHTS_DIR or the repo's weights/)")
+    d = sub.add_parser("default", help="make exported weights their codec's default")
+    d.add_argument("name")
+    d.add_argument("--weights-dir", help="manifest folder (default: $LIC_WEIGHTS_DIR or the repo's weights/)")
+    k = sub.add_parser("pack", help="copy a training set, large images shrunk and all stored as JPEG, "
+                                    "small enough to send to a lent GPU machine")
+    k.add_argument("source")
+    k.add_argument("dest")
+    k.add_argument("--max-side", type=int, default=768, help="shrink images whose longest side is larger")
+    k.add_argument("--quality", type=int, default=95, help="JPEG quality (4:4:4)")
     v = sub.add_parser("eval", help="R-D sweep of a checkpoint or weights with real entropy coding")
     v.add_argument("source", help="a .ckpt, a .pt weights file or a manifest name")
     v.add_argument("--data", required=True, help="folder of images")
@@ -259,6 +270,20 @@ def _cmd_retire(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_default(args: argparse.Namespace) -> int:
+    from .export import set_default_weights
+
+    print(json.dumps(set_default_weights(args.name, weights_dir=args.weights_dir)))
+    return 0
+
+
+def _cmd_pack(args: argparse.Namespace) -> int:
+    from .pack import pack_images
+
+    print(json.dumps(pack_images(args.source, args.dest, args.max_side, args.quality)))
+    return 0
+
+
 def _codec_from_source(source: str, codec_name: str | None, device: str | None):
     from .checkpoint import is_checkpoint, load_checkpoint
     from .config import config_from_dict
@@ -343,6 +368,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_export(args)
         if args.command == "retire":
             return _cmd_retire(args)
+        if args.command == "default":
+            return _cmd_default(args)
+        if args.command == "pack":
+            return _cmd_pack(args)
         if args.command == "eval":
             return _cmd_eval(args)
         if args.command == "curve":

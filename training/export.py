@@ -178,6 +178,26 @@ def export_checkpoint(checkpoint: str | Path, name: str, weights_dir: str | Path
     return entry
 
 
+def _find_entry(manifest: dict[str, Any], name: str, root: Path) -> dict[str, Any]:
+    entry = next((e for e in manifest["weights"] if e.get("name") == name), None)
+    if entry is None:
+        names = ", ".join(e.get("name", "?") for e in manifest["weights"]) or "none"
+        raise WeightsError(f"no weights named {name!r} in {root / MANIFEST_NAME}; available: {names}")
+    return entry
+
+
+def set_default_weights(name: str, weights_dir: str | Path | None = None) -> dict[str, Any]:
+    """Make the exported weights ``name`` their codec's default (the one default of that codec)."""
+    root = Path(weights_dir) if weights_dir is not None else W.weights_dir()
+    manifest = W.read_manifest_doc(root)
+    entry = _find_entry(manifest, name, root)
+    for e in manifest["weights"]:
+        if e.get("codec") == entry.get("codec"):
+            e["default"] = e is entry
+    _write_json_atomic(root / MANIFEST_NAME, manifest)
+    return {k: entry.get(k) for k in ("name", "codec", "weights_id", "default")}
+
+
 def retire_weights(name: str, weights_dir: str | Path | None = None) -> dict[str, Any]:
     """Remove weights ``name`` (its file and manifest entry) to keep the install small.
 
@@ -188,10 +208,7 @@ def retire_weights(name: str, weights_dir: str | Path | None = None) -> dict[str
     """
     root = Path(weights_dir) if weights_dir is not None else W.weights_dir()
     manifest = W.read_manifest_doc(root)
-    entry = next((e for e in manifest["weights"] if e.get("name") == name), None)
-    if entry is None:
-        names = ", ".join(e.get("name", "?") for e in manifest["weights"]) or "none"
-        raise WeightsError(f"no weights named {name!r} in {root / MANIFEST_NAME}; available: {names}")
+    entry = _find_entry(manifest, name, root)
     if entry.get("default"):
         raise WeightsError(f"{name!r} are the default {entry.get('codec')} weights; export or mark "
                            "others as the default before retiring them")

@@ -43,6 +43,7 @@ from codec.evaluate import write_curve
 from .checkpoint import CHECKPOINT_FORMAT, capture_rng, load_checkpoint, restore_rng, save_atomic
 from .config import RunConfig, apply_overrides, config_from_dict
 from .data import CropSampler, check_crop, find_images, load_images
+from .pack import read_pack_info
 from .dist import Dist
 from .logs import RunLog
 from .losses import RateDistortionLoss
@@ -168,6 +169,7 @@ class Trainer:
 
         # -- data -------------------------------------------------------------------------
         paths = find_images(cfg.data)
+        self.data_pack = read_pack_info(cfg.data)
         if len(paths) < self.dist.world_size:
             raise ParameterError(f"{len(paths)} training images cannot be sharded over "
                                  f"{self.dist.world_size} ranks")
@@ -473,6 +475,7 @@ class Trainer:
             "rng": [e["rng"] for e in everyone],
             "sampler": [e["sampler"] for e in everyone],
             "started_from": self.started_from,
+            "data_pack": self.data_pack,
             "history": self.history,
             "skipped_steps": self.skipped,
             "validation": self.validation,

@@ -1,0 +1,59 @@
+#!/bin/bash
+# One short training burst on a lent GPU machine: continues both codecs from the default
+# weights at once (one process each, they share the GPU), then exports fp16 weights.
+#
+#   lic-train pack ../shared/data/train .gpudata/train-packed     (here: data small enough to send)
+#   scripts/gpu_burst.sh MINUTES OUTDIR [DEVICE]                  (there)
+#
+# Each codec runs at a constant learning rate for most of MINUTES, then a tenth of it for the
+# rest; a decay by time rather than by step count, since the GPU's step rate is not known ahead.
+# The hybrid's share ends with its refinement filter trained on the new residual model. Weights
+# (not exported as defaults), manifest and logs land in OUTDIR. CODECS="wavelet" runs one.
+set -euo pipefail
+MIN=${1:?minutes}
+OUT=${2:?output folder}
+DEV=${3:-cuda}
+DATA=${DATA:-.gpudata/train-packed}
+TRAIN=${TRAIN:-lic-train}
+TAG=${TAG:-gpu-s4}
+RUNS=runs/$TAG
+WEIGHTS=${LIC_WEIGHTS_DIR:-weights}
+mkdir -p "$OUT" "$RUNS"
+mins() { python3 -c "print(round($MIN * $1, 2))"; }
+common=(--data "$DATA" --device "$DEV" --threads 4 --steps 10000000 --log-every 100
+        --checkpoint-every-minutes 1000 --batch 16 --crop 256)
+
+wavelet() {
+    $TRAIN wavelet "${common[@]}" --init "${WAVELET_INIT:-wavelet-cpu-s3}" --out $RUNS/wavelet \
+        --lr 2e-4 --warmup-steps 100 --max-minutes "$(mins 0.74)"
+    $TRAIN wavelet "${common[@]}" --init $RUNS/wavelet/last.ckpt --out $RUNS/wavelet-decay \
+        --lr 2e-5 --warmup-steps 0 --max-minutes "$(mins 0.2)"
+}
+
+hybrid() {
+    $TRAIN hybrid "${common[@]}" --init "${HYBRID_INIT:-hybrid-cpu-s2}" --out $RUNS/hybrid \
+        --lr 2e-4 --warmup-steps 100 --max-minutes "$(mins 0.48)"
+    $TRAIN hybrid "${common[@]}" --init $RUNS/hybrid/last.ckpt --out $RUNS/hybrid-decay \
+        --lr 2e-5 --warmup-steps 0 --max-minutes "$(mins 0.14)"
+    $TRAIN refine "${common[@]}" --pretrain $RUNS/hybrid-decay/last.ckpt --config refine_channels=16 \
+        --out $RUNS/refine --lr 5e-4 --warmup-steps 100 --max-minutes "$(mins 0.3)"
+}
+
+pids=()
+for codec in ${CODECS:-wavelet hybrid}; do
+    $codec > "$OUT/$codec.log" 2>&1 &
+    pids+=($!)
+done
+status=0
+for pid in "${pids[@]}"; do wait "$pid" || status=1; done
+if [ -f $RUNS/wavelet-decay/last.ckpt ]; then
+    $TRAIN export $RUNS/wavelet-decay/last.ckpt --name "wavelet-$TAG" --fp16 --no-check
+    cp "$WEIGHTS/wavelet-$TAG.pt" "$OUT/"
+fi
+if [ -f $RUNS/refine/last.ckpt ]; then
+    $TRAIN export $RUNS/refine/last.ckpt --name "hybrid-$TAG" --fp16 --no-check
+    cp "$WEIGHTS/hybrid-$TAG.pt" "$OUT/"
+fi
+cp "$WEIGHTS/manifest.json" "$OUT/"
+tar czf "$OUT/logs.tgz" $RUNS/*/*.csv $RUNS/*/*.json 2>/dev/null || true
+exit $status
