@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 # from earlier weights carries their step count (+STEPS), so sessions join into one curve.
 KODAK ?= ../shared/data/kodak
 ANCHORS ?= ../shared/anchors/kodak
-CODECS ?= jpeg,hybrid,hybrid:refine=false,wavelet
+CODECS ?= jpeg,hybrid,hybrid:refine=on,hybrid:refine=off,wavelet
 JOBS ?= 2
 LEARNING := results/learning
 CURVES ?= $(LEARNING)/wavelet-cpu-s1-val.csv=wavelet $(LEARNING)/wavelet-cpu-s2-val.csv=wavelet+3839 \

@@ -20,6 +20,26 @@ from .errors import BitstreamError, ParameterError
 __all__ = ["ParamSpec", "CodecResult", "Codec"]
 
 
+_ON_WORDS = ("1", "true", "yes", "on")
+_OFF_WORDS = ("0", "false", "no", "off")
+
+
+def _switch_word(value: Any) -> str:
+    """A switch's value as ``on``/``off`` (from a bool or its usual spellings); others unchanged.
+
+    A switch that grew more choices than on and off (``auto``) still reads files, command lines
+    and scripts written when it was a bool.
+    """
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    text = str(value)
+    if text.lower() in _ON_WORDS:
+        return "on"
+    if text.lower() in _OFF_WORDS:
+        return "off"
+    return text
+
+
 @dataclass(frozen=True)
 class ParamSpec:
     """One user-facing codec parameter (a CLI option, a GUI control).
@@ -50,13 +70,13 @@ class ParamSpec:
                     raise ValueError
             elif self.kind == "bool":
                 if isinstance(value, str):
-                    if value.lower() not in ("0", "1", "true", "false", "yes", "no", "on", "off"):
+                    if value.lower() not in _ON_WORDS + _OFF_WORDS:
                         raise ValueError
-                    v = value.lower() in ("1", "true", "yes", "on")
+                    v = value.lower() in _ON_WORDS
                 else:
                     v = bool(value)
             elif self.kind == "choice":
-                v = str(value)
+                v = _switch_word(value) if {"on", "off"} <= set(self.choices) else str(value)
                 if v not in self.choices:
                     raise ParameterError(
                         f"{self.name}={value!r} is not one of {', '.join(self.choices)}")

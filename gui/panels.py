@@ -20,13 +20,14 @@ __all__ = ["Panel", "collect_panels", "short_title", "signed_to_rgb", "signed_er
            "FRIENDLY_NAMES"]
 
 # Display order of known intermediates (the hybrid's data flow); unknown ones follow.
-_ORDER = ["jpeg_base", "residual", "residual_decoded", "base_plus_residual", "refined"]
+_ORDER = ["jpeg_base", "residual", "residual_decoded", "base_plus_residual", "refined", "refined_discarded"]
 FRIENDLY_NAMES = {
     "jpeg_base": "JPEG base",
     "residual": "residual (true)",
     "residual_decoded": "residual (decoded)",
     "base_plus_residual": "base + residual",
     "refined": "refined",
+    "refined_discarded": "refined (not kept)",
     "reconstruction": "reconstruction",
 }
 

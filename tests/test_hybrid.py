@@ -40,7 +40,7 @@ def _repack(bitstream: bytes, **changes) -> bytes:
 def test_round_trip_is_bit_exact(codec, photo, size):
     h, w = size
     image = np.ascontiguousarray(photo[:h, :w])
-    enc = codec.encode(image, base_quality=40, rate=0.7)
+    enc = codec.encode(image, base_quality=40, rate=0.7, refine="on")
     dec = codec.decode(enc.bitstream)
     assert dec.image.shape == (h, w, 3) and dec.image.dtype == np.uint8
     assert np.array_equal(dec.image, enc.image)
@@ -261,6 +261,32 @@ def test_refine_off_is_base_plus_residual(codec, photo):
     assert all(off.sections[k] == on.sections[k] for k in off.sections)
     # an untrained refiner is the identity (zero-initialised last convolution)
     assert np.array_equal(on.image, off.image)
+
+
+# A filter that only adds a bias: 0.004 happens to lower this crop's error (kept), 0.05 raises it.
+@pytest.mark.parametrize("bias,expected", [(0.0, "off"), (0.05, "off"), (0.004, "on")])
+def test_refine_auto_keeps_the_filter_only_where_it_lowers_the_error(photo, bias, expected):
+    codec = HybridCodec(weights="random", config=Config.tiny(), device="cpu")
+    with torch.no_grad():
+        codec.model.refine.tail.bias.fill_(bias)
+    image = photo[:48, :64]
+    coded = {r: codec.encode(image, base_quality=30, rate=0.5, refine=r) for r in ("auto", "on", "off")}
+    sse = {r: int(((coded[r].image.astype(int) - image) ** 2).sum()) for r in ("on", "off")}
+    kept = "on" if sse["on"] < sse["off"] else "off"  # a tie (the identity filter) keeps it off
+    auto = coded["auto"]
+    assert auto.params["refine"] == kept and auto.bitstream == coded[kept].bitstream
+    assert np.array_equal(auto.image, coded[kept].image)
+    assert np.array_equal(codec.decode(auto.bitstream).image, auto.image)
+    if kept == "off":  # what the filter would have given is still shown, under its own name
+        assert np.array_equal(auto.intermediates["refined_discarded"], coded["on"].image)
+    assert kept == expected  # both outcomes are exercised
+
+
+def test_refine_reads_old_switch_spellings(codec):
+    for given, want in ((True, "on"), (False, "off"), ("false", "off"), ("1", "on"), ("auto", "auto")):
+        assert codec.resolve_params({"refine": given})["refine"] == want
+    with pytest.raises(ParameterError, match="refine"):
+        codec.resolve_params({"refine": "maybe"})
 
 
 def test_refine_changes_the_image_once_trained(photo):

@@ -13,6 +13,10 @@ latent that CompressAI's ``compress`` rebuilt with the decoder's own rANS decode
 passes, with the decoder's synthesis code, so ``decode(encode(x))`` is bit-exact on one device
 type without paying for a second entropy decode.
 
+The header's ``refine`` flag tells the decoder whether to run the refinement filter. With
+``refine=auto`` (the default) the encoder sets it per image: on where the filtered picture is
+closer to the original, so the filter never costs quality, and a decoder skips it where it would.
+
 Timings: ``encode_ms`` is JPEG + analysis + entropy coding; an encode's ``decode_ms`` is the
 encoder-side reconstruction (synthesis, refinement); a decode's ``decode_ms`` is the whole decode.
 """
@@ -58,6 +62,15 @@ def _rans_string(name: str, data: bytes, symbols: int) -> bytes:
     return bytes(data) + bytes(4 * symbols + 8)
 
 
+def _refine_choice(out: dict, image: np.ndarray) -> str:
+    """``on`` where the refined 8-bit picture is closer to ``image`` than base + residual."""
+    h, w = image.shape[:2]
+    ref = image.astype(np.int64)
+    errors = [int(((tensor_to_image(out[k][..., :h, :w]).astype(np.int64) - ref) ** 2).sum())
+              for k in ("x_refined", "x_hat")]
+    return "on" if errors[0] < errors[1] else "off"
+
+
 class HybridCodec(LearnedCodec):
     """HyRES: JPEG base at ``base_quality``, neural residual at continuous ``rate``, optional refinement."""
 
@@ -70,7 +83,9 @@ class HybridCodec(LearnedCodec):
         ParamSpec("base_quality", "int", 30, "JPEG quality of the base layer", 1, 100),
         ParamSpec("rate", "float", 0.5, "residual rate: 0 lowest, 1 highest (continuous)", 0.0, 1.0,
                   sweep=(0.0, 0.25, 0.5, 0.75, 1.0)),
-        ParamSpec("refine", "bool", True, "apply the MultiScaleRefine post-filter"),
+        ParamSpec("refine", "choice", "auto",
+                  "MultiScaleRefine post-filter: on, off, or auto (the encoder keeps it where it "
+                  "lowers this image's error; the file says which)", choices=("auto", "on", "off")),
         ParamSpec("subsampling", "choice", "4:2:0", "chroma subsampling of the JPEG base",
                   choices=("4:2:0", "4:4:4")),
     )
@@ -91,17 +106,19 @@ class HybridCodec(LearnedCodec):
         b = pad_to_multiple(image_to_tensor(base, self.device), self.model.stride)
         coded = self.model.compress(x, b, params["rate"])
         sections = {"jpeg": jpeg, **{k: coded["strings"][k][0] for k in SECTION_NAMES}}
-        bitstream = self._container(w, h, params, sections)
         self._sync()
         t1 = time.perf_counter()
         # compress() already rebuilt y_hat with the decoder's own operations (see
         # HybridModel.compress): synthesising it gives the decoder's image, bit for bit.
-        out = self.model.reconstruct(coded["y_hat"], b, params["rate"], refine=params["refine"])
+        out = self.model.reconstruct(coded["y_hat"], b, params["rate"], refine=params["refine"] != "off")
+        if params["refine"] == "auto":
+            params = {**params, "refine": _refine_choice(out, image)}
         result = self._result(out, base, sections, params, w, h)
         self._sync()
-        result.bitstream = bitstream
-        result.encode_ms = (t1 - t0) * 1e3
-        result.decode_ms = (time.perf_counter() - t1) * 1e3
+        t2 = time.perf_counter()
+        result.bitstream = self._container(w, h, {**params, "refine": params["refine"] == "on"}, sections)
+        result.encode_ms = (t1 - t0 + time.perf_counter() - t2) * 1e3
+        result.decode_ms = (t2 - t1) * 1e3
         residual = image.astype(np.float32) / 255.0 - base.astype(np.float32) / 255.0
         result.intermediates["residual"] = residual
         return result
@@ -115,7 +132,7 @@ class HybridCodec(LearnedCodec):
         b = pad_to_multiple(image_to_tensor(base, self.device), self.model.stride)
         strings = {k: [_rans_string(k, c.sections[k], n)]
                    for k, n in self._symbol_counts(b.shape[-2], b.shape[-1]).items()}
-        out = self.model.decompress(strings, b, params["rate"], refine=params["refine"])
+        out = self.model.decompress(strings, b, params["rate"], refine=params["refine"] == "on")
         if not all(bool(torch.isfinite(t).all()) for t in out.values()):
             raise BitstreamError("the residual sections decode to non-finite values: they are "
                                  "corrupt or belong to another file")
@@ -152,8 +169,12 @@ class HybridCodec(LearnedCodec):
             "base_plus_residual": base_plus,
         }
         final = base_plus
-        if params["refine"]:
-            final = inter["refined"] = tensor_to_image(out["x_refined"][..., :h, :w])
+        if "x_refined" in out:
+            refined = tensor_to_image(out["x_refined"][..., :h, :w])
+            if params["refine"] == "on":
+                final = inter["refined"] = refined
+            else:  # auto left it out of the file; the encoder still shows what it would give
+                inter["refined_discarded"] = refined
         inter["reconstruction"] = final
         info = {
             "weights": self.weights_name,
