@@ -79,6 +79,12 @@ class SectionBar(QtWidgets.QWidget):
         p.end()
 
 
+def encoder_choices(outcome: EncodeOutcome) -> str:
+    """What the encoder decided for parameters the request left to it (``refine=auto`` → ``on``)."""
+    given, used = outcome.params, outcome.result.params if outcome.result else {}
+    return ", ".join(f"{k}={used[k]}" for k in given if k in used and str(used[k]) != str(given[k]))
+
+
 class CodecCard(QtWidgets.QFrame):
     """One codec's controls and live metrics."""
 
@@ -235,9 +241,11 @@ class CodecCard(QtWidgets.QFrame):
         labels["times"].setText(f"{fmt(m.encode_ms, '.1f', ' ms')} / {fmt(m.decode_ms, '.1f', ' ms')}"
                                 + (" (cached)" if outcome.cached else ""))
         self.bar.set_sections(m.section_bpp)
-        self.legend.setText(" · ".join(
+        legend = " · ".join(
             f"<span style='color:{section_color(k, i)}'>■</span> {k} {v:.3f}"
-            for i, (k, v) in enumerate((k, v) for k, v in m.section_bpp.items() if v > 0)) + " bpp")
+            for i, (k, v) in enumerate((k, v) for k, v in m.section_bpp.items() if v > 0)) + " bpp"
+        chosen = encoder_choices(outcome)
+        self.legend.setText(legend + (f"<br>encoder chose {chosen}" if chosen else ""))
         self._show_delta()
 
     def clear_metrics(self) -> None:

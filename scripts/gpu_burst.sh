@@ -5,6 +5,12 @@
 #   lic-train pack ../shared/data/train .gpudata/train-packed     (here: data small enough to send)
 #   scripts/gpu_burst.sh MINUTES OUTDIR [DEVICE]                  (there)
 #
+# The lent machines have PyTorch but not compressai, PyWavelets or pytorch-msssim: download their
+# cp312 wheels into .whl/ here and install them there first (/work/.library/device/README.md), e.g.
+#   pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:$PWD
+#   TRAIN="python3 -m training.cli" scripts/gpu_burst.sh 7.0 $OUT cuda
+# with .gpudata and .whl carried. Exported names are wavelet-$TAG and hybrid-$TAG (TAG=gpu-s4).
+#
 # Each codec runs at a constant learning rate for most of MINUTES, then a tenth of it for the
 # rest; a decay by time rather than by step count, since the GPU's step rate is not known ahead.
 # The hybrid's share ends with its refinement filter trained on the new residual model. Weights

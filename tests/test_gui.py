@@ -616,3 +616,18 @@ def test_learned_codecs_show_intermediates(make_window, qtbot, photo):
         QtWidgets.QApplication.processEvents()
         assert win.bands.latent_box.isVisible() and win.bands.latent_tablew.rowCount() >= 4
     assert "device:" in win.device_label.text()
+
+
+def test_card_says_what_the_encoder_chose(qtbot, photo):
+    from gui.cards import encoder_choices
+
+    r = jpeg(photo)
+    res = CodecResult("hy", {"refine": "on", "rate": 0.5}, r.bitstream, r.sections, r.image, r.width, r.height)
+    chose = EncodeOutcome(1, "hy", {"refine": "auto", "rate": 0.5}, "k", False, res, measure(photo, res))
+    assert encoder_choices(chose) == "refine=on"
+    card = CodecCard("hy", "Hybrid", "#ffffff")
+    qtbot.addWidget(card)
+    card.show_outcome(chose)
+    assert "encoder chose refine=on" in card.legend.text()
+    card.show_outcome(EncodeOutcome(2, "hy", {"refine": "on", "rate": 0.5}, "k", False, res, measure(photo, res)))
+    assert "chose" not in card.legend.text()
