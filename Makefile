@@ -34,6 +34,6 @@ test: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
 
 results: $(STAMP)
-	$(VENV)/bin/lic-codec eval $(KODAK) --codecs $(CODECS) --anchors $(ANCHORS) --jobs $(JOBS) --out results/kodak
+	$(VENV)/bin/lic-codec eval $(KODAK) --codecs $(CODECS) --anchors $(ANCHORS) --jobs $(JOBS) --ceiling --out results/kodak
 	$(VENV)/bin/lic-codec bench $(KODAK) --limit 8 --repeat 3 --threads 1 --out results/kodak/bench.json
 	$(VENV)/bin/lic-train curve $(CURVES) --reference $(KODAK) --images 2 --crop 256 --out $(LEARNING)/curve.png

@@ -72,6 +72,8 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, d
     v.add_argument("--anchors", help="folder of CompressAI-format JSON curves to compare against")
     v.add_argument("--limit", type=int, default=0, help="use only the first N images (0: all)")
     v.add_argument("--no-ms-ssim", action="store_true", help="skip MS-SSIM (faster)")
+    v.add_argument("--ceiling", action="store_true",
+                   help="also measure each learned codec with its latent unquantized (ceiling.json)")
     v.add_argument("--jobs", type=int, default=1,
                    help="sweep up to N codec specs at once, each in its own process (default 1)")
     v.add_argument("--threads", type=int, default=0,
@@ -290,10 +292,29 @@ def _cmd_eval(args, options) -> int:
         f"BD-rate on {len(images)} images of {args.folder} (PSNR-RGB; negative = fewer bits than the "
         f"reference).\n\n{table}\n")
     (out / "bd_rate.json").write_text(json.dumps(rows, indent=2, allow_nan=True) + "\n")
-    ev.plot_curves(curves, anchors, out / "rd.png", title=f"{Path(args.folder).name}: {len(images)} images")
+    ceilings = _ceilings(specs, images, args) if args.ceiling else []
+    if ceilings:
+        (out / "ceiling.json").write_text(json.dumps(ceilings, indent=2) + "\n")
+    ev.plot_curves(curves, anchors, out / "rd.png", title=f"{Path(args.folder).name}: {len(images)} images",
+                   ceilings=ceilings)
     print(table)
+    for c in ceilings:
+        print(f"{c['codec']} {json.dumps(c['params'])}: latent unquantized {c['psnr']:.2f} dB")
     print(f"wrote {out}/: {', '.join(c.name + '.json' for c in curves)}, bd_rate.md, bd_rate.json, rd.png")
     return 0
+
+
+def _ceilings(specs: list[tuple[str, dict[str, str]]], images: list[Path], args: argparse.Namespace) -> list:
+    """The transform ceiling of each learned codec swept without fixed parameters."""
+    from . import evaluate as ev
+    from . import registry
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    names = [name for name, fixed in specs if not fixed and registry.entry(name).learned]
+    return [row for name in dict.fromkeys(names) for row in ev.transform_ceiling(_create(name, args), images)]
 
 
 def _cmd_grid(args, options) -> int:

@@ -128,6 +128,26 @@ def sweep(codec: Codec, images: Sequence[Path], points: Sequence[dict[str, Any]]
     )
 
 
+def transform_ceiling(codec: Codec, images: Sequence[Path]) -> list[dict[str, Any]]:
+    """Mean PSNR-RGB of ``codec.unquantized`` over ``images``, once per setting but the rate knob.
+
+    The knob only changes the quantization, so this is the quality no rate can exceed: the
+    hybrid has one per base quality, the wavelet codec one. A codec whose high-rate points
+    approach it is limited by its transforms, not by its entropy model.
+    """
+    knob = codec.rate_param.name
+    settings: list[dict[str, Any]] = []
+    for point in codec.sweep_points():
+        rest = {k: v for k, v in point.items() if k != knob}
+        if rest not in settings:
+            settings.append(rest)
+    pixels = [open_image(p) for p in images]
+    return [{"codec": codec.name, "weights": getattr(codec, "weights_name", None), "params": rest,
+             "images": len(pixels),
+             "psnr": float(np.mean([metrics.psnr(img, codec.unquantized(img, **rest)) for img in pixels]))}
+            for rest in settings]
+
+
 def grid_points(codec: Codec, values: dict[str, Sequence[Any]]) -> list[dict[str, Any]]:
     """Every combination of ``values`` (parameter name → values to try), resolved by ``codec``."""
     names = list(values)
@@ -212,8 +232,9 @@ def format_bd_table(rows: Sequence[dict[str, Any]]) -> str:
 
 
 def plot_curves(measured: Sequence[Curve], anchors: Sequence[Curve], path: str | Path,
-                title: str = "") -> None:
-    """PSNR-RGB against bpp: measured curves solid with markers, published anchors dashed."""
+                title: str = "", ceilings: Sequence[dict[str, Any]] = ()) -> None:
+    """PSNR-RGB against bpp: measured curves solid with markers, published anchors dashed, and
+    the transform ceiling of a codec that has a single one (:func:`transform_ceiling`) dotted."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -224,6 +245,12 @@ def plot_curves(measured: Sequence[Curve], anchors: Sequence[Curve], path: str |
         ax.plot(c.bpp, c.psnr, "--", linewidth=1, alpha=0.7, label=f"{c.name} (published)")
     for c in measured:
         ax.plot(c.bpp, c.psnr, "o-", linewidth=2, markersize=4, label=f"{c.name} (measured)")
+    colours = {c.name: line.get_color() for c, line in zip(measured, ax.get_lines()[len(anchors):])}
+    for name in {c["codec"] for c in ceilings}:
+        own = [c for c in ceilings if c["codec"] == name]
+        if len(own) == 1:
+            ax.axhline(own[0]["psnr"], linestyle=":", linewidth=1.5, color=colours.get(name, "grey"),
+                       label=f"{name}: latent unquantized ({own[0]['psnr']:.2f} dB)")
     bpps = [b for c in measured for b in c.bpp]
     if bpps:
         ax.set_xlim(0, min(max(bpps) * 1.1, 3.0))

@@ -13,6 +13,7 @@ inputs the same way:
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import logging
 from pathlib import Path
@@ -101,6 +102,14 @@ class LearnedCodec(Codec):
         for p in model.parameters():
             p.requires_grad_(False)
         self.model = model
+
+    @abc.abstractmethod
+    def unquantized(self, image: np.ndarray, **params: Any) -> np.ndarray:
+        """The picture the transforms give with the latent left unquantized (cropped, 8-bit).
+
+        No rate can do better: set beside the R-D curve, it tells whether the transforms or the
+        entropy model limit the codec at high rates.
+        """
 
     # -- weights ------------------------------------------------------------------------------
     def _config_from(self, data: dict | None) -> Any:

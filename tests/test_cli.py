@@ -124,11 +124,17 @@ def test_eval_compares_a_codec_with_its_fixed_parameter_variant(tmp_path, photo)
     Image.fromarray(np.ascontiguousarray(photo[:64, :96])).save(folder / "a.png")
     out = tmp_path / "res"
     assert main(["eval", str(folder), "--codecs", "hybrid,hybrid:refine=false", "--weights", "random",
-                 "--out", str(out), "--no-ms-ssim"]) == 0
+                 "--out", str(out), "--no-ms-ssim", "--ceiling"]) == 0
     rows = json.loads((out / "bd_rate.json").read_text())
     row = next(r for r in rows if r["codec"] == "hybrid" and r["reference"] == "hybrid_refine-false")
     # An untrained refiner is the identity (zero-initialised last layer): the curves coincide.
     assert abs(row["bd_psnr_db"]) < 1e-6
+    # one ceiling per base quality of the sweep (the rate only scales the quantization)
+    ceilings = json.loads((out / "ceiling.json").read_text())
+    from codec.hybrid.codec import SWEEP
+
+    assert [c["params"]["base_quality"] for c in ceilings] == list(dict.fromkeys(q for q, _ in SWEEP))
+    assert all(c["codec"] == "hybrid" and c["images"] == 1 and 0 < c["psnr"] < 100 for c in ceilings)
 
 
 @pytest.mark.usefixtures("one_thread")

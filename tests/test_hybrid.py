@@ -282,6 +282,14 @@ def test_refine_auto_keeps_the_filter_only_where_it_lowers_the_error(photo, bias
     assert kept == expected  # both outcomes are exercised
 
 
+def test_unquantized_depends_on_the_base_not_the_rate(codec, photo):
+    image = photo[:40, :56]
+    ceiling = codec.unquantized(image, base_quality=20, rate=0.1)
+    assert ceiling.shape == image.shape and ceiling.dtype == np.uint8
+    assert np.array_equal(ceiling, codec.unquantized(image, base_quality=20, rate=0.9))
+    assert not np.array_equal(ceiling, codec.unquantized(image, base_quality=90))
+
+
 def test_refine_reads_old_switch_spellings(codec):
     for given, want in ((True, "on"), (False, "off"), ("false", "off"), ("1", "on"), ("auto", "auto")):
         assert codec.resolve_params({"refine": given})["refine"] == want

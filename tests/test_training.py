@@ -502,8 +502,12 @@ def test_cli_options_defaults_and_errors(folders, tmp_path, capsys, weights_dir)
     assert entry["results"]["eval"]["images"] == 1 and len(entry["results"]["eval"]["points"]) == n_points
     assert entry["default"] and validate_manifest() == []
     capsys.readouterr()
-    assert cli.main(["eval", "w1", "--data", str(folders / "val"), "--out", str(tmp_path / "c.json")]) == 0
-    assert "wavelet (w1) on 1 images" in capsys.readouterr().out
+    assert cli.main(["eval", "w1", "--data", str(folders / "val"), "--out", str(tmp_path / "c.json"),
+                     "--ceiling"]) == 0
+    printed = capsys.readouterr().out
+    assert "wavelet (w1) on 1 images" in printed
+    ceiling = printed.split("unquantized latent")[1].strip().splitlines()[1:]
+    assert len(ceiling) == 1 and "{}" in ceiling[0] and ceiling[0].endswith(" dB")  # rate-free: one line
     assert cli.main(argv) == 2  # the folder holds a run: --resume or another --out
     assert "--resume" in capsys.readouterr().err
     assert cli.main(argv + ["--resume", "--steps", "2"]) == 0

@@ -224,6 +224,17 @@ def test_likelihood_follows_its_inputs_device(noise):
     assert symbol_likelihood(y, mu, sigma, delta, noise).device.type == "meta"
 
 
+def test_unquantized_is_the_transforms_alone(codec, rng):
+    from codec.learned import image_to_tensor, pad_to_multiple, tensor_to_image
+
+    image = _image(rng, 40, 70)
+    x = pad_to_multiple(image_to_tensor(image, "cpu"), codec.model.stride)
+    with torch.no_grad():
+        expected = tensor_to_image(codec.model.g_s(codec.model.g_a(x))[..., :40, :70])
+    assert np.array_equal(codec.unquantized(image), expected)
+    assert np.array_equal(codec.unquantized(image, rate=0.1), codec.unquantized(image, rate=0.9))
+
+
 def test_lambda_mapping():
     model = Model(Config.tiny())
     lam = model.lambda_for_rate(torch.tensor([0.0, 1.0]))

@@ -147,6 +147,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     v.add_argument("--out", help="write the CompressAI-format curve JSON here")
     v.add_argument("--threads", type=int)
     v.add_argument("--device")
+    v.add_argument("--ceiling", action="store_true",
+                   help="also the PSNR with the latent unquantized (what no rate can exceed)")
     c = sub.add_parser("curve", help="plot learning curves: validation R-D of runs against steps, "
                                      "and each point's gain over JPEG on the same crops")
     c.add_argument("logs", nargs="+", metavar="VAL_CSV[=NAME][+STEPS]",
@@ -313,6 +315,12 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     print(f"{codec.name} ({codec.weights_name}) on {res['images']} images of {res['dataset']}:")
     for pt in res["points"]:
         print(f"  {json.dumps(pt['params'], sort_keys=True):<60} {pt['bpp']:.4f} bpp  {pt['psnr']:.2f} dB")
+    if args.ceiling:
+        from .validate import ceiling_folder
+
+        print("unquantized latent (the transforms' ceiling):")
+        for c in ceiling_folder(codec, args.data, args.images):
+            print(f"  {json.dumps(c['params'], sort_keys=True):<60} {'∞':>6} bpp  {c['psnr']:.2f} dB")
     return 0
 
 

@@ -120,3 +120,12 @@ def sweep_folder(codec: Codec, folder: str | Path, limit: int = 0):
                "points": [{"params": p, "bpp": round(b, 5), "psnr": round(q, 4)}
                           for p, b, q in zip(curve.params, curve.bpp, curve.psnr)]}
     return summary, curve
+
+
+
+def ceiling_folder(codec: Codec, folder: str | Path, limit: int = 0) -> list[dict[str, Any]]:
+    """:func:`codec.evaluate.transform_ceiling` over the (first ``limit``) images of ``folder``."""
+    from codec.evaluate import transform_ceiling
+
+    paths = find_images(folder)
+    return transform_ceiling(codec, paths[:limit] if limit > 0 else paths)

@@ -123,6 +123,15 @@ class HybridCodec(LearnedCodec):
         result.intermediates["residual"] = residual
         return result
 
+    def unquantized(self, image: np.ndarray, **params: Any) -> np.ndarray:
+        """Base + residual with the latent left unquantized: what no rate can exceed."""
+        params = self.resolve_params(params)
+        h, w = image.shape[:2]
+        base = np.array(jpeg_decode(jpeg_encode(image, params["base_quality"], params["subsampling"]), w, h))
+        x = pad_to_multiple(image_to_tensor(image, self.device), self.model.stride)
+        b = pad_to_multiple(image_to_tensor(base, self.device), self.model.stride)
+        return tensor_to_image(self.model.unquantized(x, b)[..., :h, :w])
+
     def _decode(self, c: Container, params: dict[str, Any]) -> CodecResult:
         import torch
 

@@ -106,6 +106,11 @@ class HybridModel(CompressionModel):
         result["likelihoods"] = out["likelihoods"]
         return result
 
+    @torch.no_grad()
+    def unquantized(self, x: Tensor, base: Tensor) -> Tensor:
+        """Base + synthesis of the residual's unquantized latent: the ceiling at infinite rate."""
+        return self._synthesis(self._analysis(x, base), base.contiguous(), refine=False)["x_hat"]
+
     # -- entropy coding (used by HybridCodec) -----------------------------------------------
     def latent_shapes(self, height: int, width: int) -> dict[str, tuple[int, int]]:
         """Shapes of ``y`` (C, H, W) and ``z`` (H, W) for a padded ``height`` x ``width`` (multiples of stride)."""

@@ -97,6 +97,13 @@ class WaveletCodec(LearnedCodec):
         return CodecResult(self.name, params, bitstream, dict(sections), dec["image"], width, height,
                            intermediates=intermediates, info=info)
 
+    def unquantized(self, image: np.ndarray, **params: Any) -> np.ndarray:
+        """The transforms alone, latent unquantized: what no rate can exceed (``params`` unused)."""
+        self.resolve_params(params)
+        h, w = image.shape[:2]
+        x = pad_to_multiple(image_to_tensor(image, self.device), self.model.stride)
+        return tensor_to_image(self.model.unquantized(x)[..., :h, :w])
+
     def _encode(self, image: np.ndarray, params: dict[str, Any]) -> CodecResult:
         h, w = image.shape[:2]
         x = pad_to_multiple(image_to_tensor(image, self.device), self.model.stride)

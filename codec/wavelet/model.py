@@ -132,6 +132,12 @@ class Model(CompressionModel):
         return {"x_hat": x_hat, "likelihoods": {"z": z_likelihoods, **io.likelihoods},
                 "deltas": deltas, "gates": gates}
 
+    @torch.no_grad()
+    def unquantized(self, x: torch.Tensor) -> torch.Tensor:
+        """Synthesis of the unquantized latent (the band split is lossless): the ceiling at infinite rate."""
+        self._check_size(x)
+        return self.g_s(self.g_a(x))
+
     # -- entropy coding -----------------------------------------------------------------------------
     def compress(self, x: torch.Tensor, rate: float) -> dict:
         """``x`` (1, 3, H, W), H and W multiples of ``stride`` → strings per section and y bands."""
