@@ -17,6 +17,7 @@ JOBS ?= 2
 LEARNING := results/learning
 CURVES ?= $(LEARNING)/wavelet-cpu-s1-val.csv=wavelet $(LEARNING)/wavelet-cpu-s2-val.csv=wavelet+3839 \
 	$(LEARNING)/wavelet-cpu-s3-val.csv=wavelet+11339 \
+	$(LEARNING)/wavelet-s5-val.csv=wavelet+19895 \
 	$(LEARNING)/hybrid-cpu-s1-val.csv=hybrid $(LEARNING)/hybrid-cpu-s2-val.csv=hybrid+10000
 
 $(STAMP): pyproject.toml
