@@ -134,7 +134,7 @@ class LearnedCodec(Codec):
                         f"(git log -- weights/{retired.get('file')}) to decode it")
                 raise BitstreamError(
                     f"bitstream needs {self.name} weights id {weights_id}, which this install's "
-                    f"manifest ({W.weights_dir() / 'manifest.json'}) does not list")
+                    f"manifest ({W.weights_dir() / W.MANIFEST_NAME}) does not list")
             if entry.codec != self.name:
                 raise BitstreamError(
                     f"bitstream names weights id {weights_id} ({entry.name!r}), which belong to "

@@ -22,6 +22,7 @@ from typing import Any
 from .errors import WeightsError
 
 __all__ = [
+    "MANIFEST_NAME",
     "WEIGHTS_FORMAT",
     "RANDOM_INIT_BIT",
     "WeightsEntry",
@@ -38,6 +39,7 @@ __all__ = [
 ]
 
 WEIGHTS_FORMAT = "lic-studio-weights/1"
+MANIFEST_NAME = "manifest.json"
 # Ids with this bit set mean "deterministic random initialisation of this config" (tests,
 # untrained models); shipped weights have small explicit ids below it.
 RANDOM_INIT_BIT = 0x8000_0000
@@ -66,7 +68,7 @@ class WeightsEntry:
 
 def read_manifest_doc(root: Path | None = None) -> dict:
     """``manifest.json`` as parsed JSON with a ``weights`` list (empty when there is no file)."""
-    path = (root or weights_dir()) / "manifest.json"
+    path = (root or weights_dir()) / MANIFEST_NAME
     if not path.exists():
         return {"weights": []}
     try:
@@ -80,7 +82,7 @@ def read_manifest_doc(root: Path | None = None) -> dict:
 
 
 def load_manifest(root: Path | None = None) -> list[WeightsEntry]:
-    path = (root or weights_dir()) / "manifest.json"
+    path = (root or weights_dir()) / MANIFEST_NAME
     doc = read_manifest_doc(root)
     try:
         entries = [
@@ -126,7 +128,7 @@ def retired_by_id(weights_id: int, root: Path | None = None) -> dict | None:
     try:
         return next((r for r in retired if int(r["weights_id"]) == weights_id), None)
     except (ValueError, KeyError, TypeError) as err:
-        raise WeightsError(f"{(root or weights_dir()) / 'manifest.json'}: malformed manifest ({err})") from None
+        raise WeightsError(f"{(root or weights_dir()) / MANIFEST_NAME}: malformed manifest ({err})") from None
 
 
 def default_entry(codec: str, root: Path | None = None) -> WeightsEntry | None:

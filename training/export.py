@@ -36,7 +36,7 @@ __all__ = ["export_checkpoint", "retire_weights", "validate_manifest", "round_tr
 
 log = logging.getLogger(__name__)
 
-MANIFEST_NAME = "manifest.json"
+MANIFEST_NAME = W.MANIFEST_NAME  # re-exported: the export side names the file too
 _NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
 
 
