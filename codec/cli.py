@@ -216,16 +216,21 @@ def _images(args: argparse.Namespace) -> list[Path]:
     return images
 
 
+def _use_threads(threads: int) -> None:
+    """Torch CPU threads for this process (0: leave torch's default)."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
 def _sweep_spec(name: str, fixed: dict[str, str], images: list[Path], args: argparse.Namespace,
                 threads: int, progress) -> Any:
     """One codec spec's curve over ``images`` with ``threads`` torch threads (0: torch's default);
     a process-pool job of ``eval --jobs``."""
     from . import evaluate as ev
 
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
+    _use_threads(threads)
     codec = _create(name, args)
     points = [codec.resolve_params({**p, **fixed}) for p in codec.sweep_points()]
     curve = ev.sweep(codec, images, points, with_ms_ssim=not args.no_ms_ssim, progress=progress)
@@ -309,10 +314,7 @@ def _ceilings(specs: list[tuple[str, dict[str, str]]], images: list[Path], args:
     from . import evaluate as ev
     from . import registry
 
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    _use_threads(args.threads)
     names = [name for name, fixed in specs if not fixed and registry.entry(name).learned]
     return [row for name in dict.fromkeys(names) for row in ev.transform_ceiling(_create(name, args), images)]
 

@@ -243,9 +243,10 @@ def plot_curves(measured: Sequence[Curve], anchors: Sequence[Curve], path: str |
     fig, ax = plt.subplots(figsize=(8, 6), dpi=110)
     for c in anchors:
         ax.plot(c.bpp, c.psnr, "--", linewidth=1, alpha=0.7, label=f"{c.name} (published)")
+    colours = {}
     for c in measured:
-        ax.plot(c.bpp, c.psnr, "o-", linewidth=2, markersize=4, label=f"{c.name} (measured)")
-    colours = {c.name: line.get_color() for c, line in zip(measured, ax.get_lines()[len(anchors):])}
+        (line,) = ax.plot(c.bpp, c.psnr, "o-", linewidth=2, markersize=4, label=f"{c.name} (measured)")
+        colours[c.name] = line.get_color()
     for name in {c["codec"] for c in ceilings}:
         own = [c for c in ceilings if c["codec"] == name]
         if len(own) == 1:

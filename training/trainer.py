@@ -43,12 +43,12 @@ from codec.evaluate import write_curve
 from .checkpoint import CHECKPOINT_FORMAT, capture_rng, load_checkpoint, restore_rng, save_atomic
 from .config import RunConfig, apply_overrides, config_from_dict
 from .data import CropSampler, check_crop, find_images, load_images
-from .pack import read_pack_info
 from .dist import Dist
 from .logs import RunLog
 from .losses import RateDistortionLoss
 from .models import (build_model, codec_class, codec_from_model, load_matching, load_source,
                      select_parameters)
+from .pack import read_pack_info
 from .validate import load_val_images, summarise, sweep_folder, validate, validation_points
 
 __all__ = ["Trainer", "RunResult", "resume_config", "MAX_CONSECUTIVE_SKIPS"]

@@ -111,9 +111,7 @@ def sweep_folder(codec: Codec, folder: str | Path, limit: int = 0):
 
     from codec.evaluate import stderr_progress, sweep
 
-    images = find_images(folder)
-    if limit > 0:
-        images = images[:limit]
+    images = _first_images(folder, limit)
     progress = stderr_progress if sys.stderr.isatty() else None
     curve = sweep(codec, images, with_ms_ssim=False, progress=progress)
     summary = {"dataset": Path(folder).name, "images": len(images),
@@ -122,10 +120,14 @@ def sweep_folder(codec: Codec, folder: str | Path, limit: int = 0):
     return summary, curve
 
 
-
 def ceiling_folder(codec: Codec, folder: str | Path, limit: int = 0) -> list[dict[str, Any]]:
     """:func:`codec.evaluate.transform_ceiling` over the (first ``limit``) images of ``folder``."""
     from codec.evaluate import transform_ceiling
 
-    paths = find_images(folder)
-    return transform_ceiling(codec, paths[:limit] if limit > 0 else paths)
+    return transform_ceiling(codec, _first_images(folder, limit))
+
+
+def _first_images(folder: str | Path, limit: int) -> list[Path]:
+    """The images of ``folder`` in order, the first ``limit`` of them when ``limit`` > 0."""
+    images = find_images(folder)
+    return images[:limit] if limit > 0 else images

@@ -62,13 +62,8 @@ def _rans_string(name: str, data: bytes, symbols: int) -> bytes:
     return bytes(data) + bytes(4 * symbols + 8)
 
 
-def _refine_choice(out: dict, image: np.ndarray) -> str:
-    """``on`` where the refined 8-bit picture is closer to ``image`` than base + residual."""
-    h, w = image.shape[:2]
-    ref = image.astype(np.int64)
-    errors = [int(((tensor_to_image(out[k][..., :h, :w]).astype(np.int64) - ref) ** 2).sum())
-              for k in ("x_refined", "x_hat")]
-    return "on" if errors[0] < errors[1] else "off"
+def _squared_error(a: np.ndarray, b: np.ndarray) -> int:
+    return int(((a.astype(np.int64) - b) ** 2).sum())
 
 
 class HybridCodec(LearnedCodec):
@@ -97,13 +92,19 @@ class HybridCodec(LearnedCodec):
         return [self.resolve_params({"base_quality": q, "rate": r}) for q, r in SWEEP]
 
     # -- coding -------------------------------------------------------------------------------
-    def _encode(self, image: np.ndarray, params: dict[str, Any]) -> CodecResult:
+    def _inputs(self, image: np.ndarray, params: dict[str, Any]):
+        """The JPEG base layer, its decode, and image and base as padded model tensors."""
         h, w = image.shape[:2]
-        t0 = time.perf_counter()
         jpeg = jpeg_encode(image, params["base_quality"], params["subsampling"])
         base = np.array(jpeg_decode(jpeg, w, h))  # writable: torch.from_numpy warns otherwise
         x = pad_to_multiple(image_to_tensor(image, self.device), self.model.stride)
         b = pad_to_multiple(image_to_tensor(base, self.device), self.model.stride)
+        return jpeg, base, x, b
+
+    def _encode(self, image: np.ndarray, params: dict[str, Any]) -> CodecResult:
+        h, w = image.shape[:2]
+        t0 = time.perf_counter()
+        jpeg, base, x, b = self._inputs(image, params)
         coded = self.model.compress(x, b, params["rate"])
         sections = {"jpeg": jpeg, **{k: coded["strings"][k][0] for k in SECTION_NAMES}}
         self._sync()
@@ -111,12 +112,11 @@ class HybridCodec(LearnedCodec):
         # compress() already rebuilt y_hat with the decoder's own operations (see
         # HybridModel.compress): synthesising it gives the decoder's image, bit for bit.
         out = self.model.reconstruct(coded["y_hat"], b, params["rate"], refine=params["refine"] != "off")
-        if params["refine"] == "auto":
-            params = {**params, "refine": _refine_choice(out, image)}
-        result = self._result(out, base, sections, params, w, h)
+        result = self._result(out, base, sections, params, w, h, original=image)
         self._sync()
         t2 = time.perf_counter()
-        result.bitstream = self._container(w, h, {**params, "refine": params["refine"] == "on"}, sections)
+        result.bitstream = self._container(
+            w, h, {**result.params, "refine": result.params["refine"] == "on"}, sections)
         result.encode_ms = (t1 - t0 + time.perf_counter() - t2) * 1e3
         result.decode_ms = (t2 - t1) * 1e3
         residual = image.astype(np.float32) / 255.0 - base.astype(np.float32) / 255.0
@@ -125,11 +125,8 @@ class HybridCodec(LearnedCodec):
 
     def unquantized(self, image: np.ndarray, **params: Any) -> np.ndarray:
         """Base + residual with the latent left unquantized: what no rate can exceed."""
-        params = self.resolve_params(params)
         h, w = image.shape[:2]
-        base = np.array(jpeg_decode(jpeg_encode(image, params["base_quality"], params["subsampling"]), w, h))
-        x = pad_to_multiple(image_to_tensor(image, self.device), self.model.stride)
-        b = pad_to_multiple(image_to_tensor(base, self.device), self.model.stride)
+        _, _, x, b = self._inputs(image, self.resolve_params(params))
         return tensor_to_image(self.model.unquantized(x, b)[..., :h, :w])
 
     def _decode(self, c: Container, params: dict[str, Any]) -> CodecResult:
@@ -165,8 +162,12 @@ class HybridCodec(LearnedCodec):
             torch.cuda.synchronize(self.device)
 
     def _result(self, out: dict, base: np.ndarray, sections: dict[str, bytes],
-                params: dict[str, Any], w: int, h: int) -> CodecResult:
-        """The decoded picture and the intermediates the app shows, cropped to ``w`` x ``h``."""
+                params: dict[str, Any], w: int, h: int, original: np.ndarray | None = None) -> CodecResult:
+        """The decoded picture and the intermediates the app shows, cropped to ``w`` x ``h``.
+
+        ``refine=auto`` (encoder side, with the ``original``) becomes ``on`` where the refined
+        8-bit picture is closer to the original than base + residual, else ``off``.
+        """
         import torch
 
         r_hat = out["r_hat"][..., :h, :w]
@@ -180,6 +181,9 @@ class HybridCodec(LearnedCodec):
         final = base_plus
         if "x_refined" in out:
             refined = tensor_to_image(out["x_refined"][..., :h, :w])
+            if params["refine"] == "auto":
+                closer = _squared_error(refined, original) < _squared_error(base_plus, original)
+                params = {**params, "refine": "on" if closer else "off"}
             if params["refine"] == "on":
                 final = inter["refined"] = refined
             else:  # auto left it out of the file; the encoder still shows what it would give
