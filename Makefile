@@ -9,15 +9,17 @@ STAMP := $(VENV)/.installed
 
 # The README's measured numbers (needs ../shared: Kodak and the published anchors). Learning
 # curves are drawn from the validation logs copied into results/learning; a log of a run started
-# from earlier weights carries their step count (+STEPS), so sessions join into one curve.
+# from earlier weights carries their step count, so sessions join into one curve: +WEIGHTS reads
+# it from the manifest's training records, +STEPS gives it where the run started from a
+# checkpoint rather than from named weights.
 KODAK ?= ../shared/data/kodak
 ANCHORS ?= ../shared/anchors/kodak
 CODECS ?= jpeg,hybrid,hybrid:refine=on,hybrid:refine=off,wavelet
 JOBS ?= 2
 LEARNING := results/learning
-CURVES ?= $(LEARNING)/wavelet-cpu-s1-val.csv=wavelet $(LEARNING)/wavelet-cpu-s2-val.csv=wavelet+3839 \
+CURVES ?= $(LEARNING)/wavelet-cpu-s1-val.csv=wavelet $(LEARNING)/wavelet-cpu-s2-val.csv=wavelet+wavelet-cpu-s1 \
 	$(LEARNING)/wavelet-cpu-s3-val.csv=wavelet+11339 \
-	$(LEARNING)/wavelet-s5-val.csv=wavelet+19895 \
+	$(LEARNING)/wavelet-s5-val.csv=wavelet+wavelet-gpu-s4 \
 	$(LEARNING)/hybrid-cpu-s1-val.csv=hybrid $(LEARNING)/hybrid-cpu-s2-val.csv=hybrid+10000
 
 $(STAMP): pyproject.toml

@@ -36,6 +36,7 @@ __all__ = [
     "random_init_id",
     "sha256_file",
     "read_weights_file",
+    "is_weights_name",
 ]
 
 WEIGHTS_FORMAT = "lic-studio-weights/1"
@@ -43,6 +44,13 @@ MANIFEST_NAME = "manifest.json"
 # Ids with this bit set mean "deterministic random initialisation of this config" (tests,
 # untrained models); shipped weights have small explicit ids below it.
 RANDOM_INIT_BIT = 0x8000_0000
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+
+
+def is_weights_name(name: str) -> bool:
+    """Whether ``name`` may name weights: it becomes a file name, so letters, digits, '.', '_'
+    and '-' only, and no leading dot."""
+    return bool(name) and set(name) <= _NAME_CHARS and not name.startswith(".")
 
 
 def weights_dir() -> Path:

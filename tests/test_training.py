@@ -452,6 +452,7 @@ def test_retired_weights_free_their_file_but_never_their_id(hybrid_ckpt, weights
         retire_weights("gone")
     assert cli.main(["retire", "old"]) == 0
     assert not (weights_dir / "old.pt").exists() and validate_manifest(weights_dir) == []
+    assert W.read_manifest_doc(weights_dir)["retired"][0]["training"] == old["training"]
     assert [e.name for e in W.load_manifest(weights_dir)] == ["current"]
     with pytest.raises(BitstreamError, match=r"'old' weights \(id 1\), retired .*git log -- weights/old.pt"):
         decode_bitstream(coded, device="cpu")
@@ -535,6 +536,39 @@ def test_curve_log_specs():
     assert _log_spec("runs/w/val.csv") == ("runs/w/val.csv", "w", 0)
     assert _log_spec("a+b/val.csv=wavelet+3839") == ("a+b/val.csv", "wavelet", 3839)
     assert _log_spec("a+b/val.csv=c++") == ("a+b/val.csv", "c++", 0)
+    assert _log_spec("a+b/val.csv=wavelet+wavelet-s5") == ("a+b/val.csv", "wavelet", "wavelet-s5")
+    assert _log_spec("runs/x+y.csv") == ("runs/x+y.csv", "runs", 0)  # no legend name: all path
+
+
+def test_trained_steps_are_read_from_the_manifest_records(weights_dir):
+    from training.export import trained_steps
+
+    def run(mode, steps, started_from):
+        return {"mode": mode, "steps": steps, "started_from": started_from}
+
+    weights_dir.mkdir()
+    # "late" was trained from "mid" (retired without its record), "mid" from "early"; a hybrid
+    # record mixes residual and refinement runs.
+    late = {**run("wavelet", 50, "manifest weights 'mid' (id 2)"),
+            "history": [run("wavelet", 30, "checkpoint runs/w/last.ckpt (step 7)"),
+                        run("wavelet", 20, "manifest weights 'early' (id 1)"),
+                        run("wavelet", 10, "random initialisation (seed 0)")], "total_steps": 110}
+    hybrid = {**run("refine", 400, "manifest weights 'h1' (id 4)"),
+              "history": [run("hybrid", 300, "random initialisation (seed 0)")]}
+    doc = {"weights": [{"name": "late", "codec": "wavelet", "training": late},
+                       {"name": "h2", "codec": "hybrid", "training": hybrid}],
+           "retired": [{"name": "mid", "weights_id": 2},
+                       {"name": "kept", "codec": "wavelet", "weights_id": 3,
+                        "training": run("wavelet", 5, "random initialisation (seed 0)")}]}
+    (weights_dir / "manifest.json").write_text(json.dumps(doc))
+    assert trained_steps("late") == 110
+    assert trained_steps("mid") == 60  # the runs before the one that started from it
+    assert trained_steps("early") == 10
+    assert trained_steps("kept") == 5
+    assert trained_steps("h2") == 300 and trained_steps("h2", mode="refine") == 400
+    assert trained_steps("h1") == 300
+    with pytest.raises(WeightsError, match="no training record of weights 'gone'"):
+        trained_steps("gone")
 
 
 def test_learning_curve_gain_is_read_off_the_reference_in_log_bpp():

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from codec.errors import LicError
+from codec.weights import is_weights_name
 
 from .config import HYBRID_SCHEDULE, MODES, RunConfig, parse_floats, parse_overrides, parse_range
 
@@ -154,7 +155,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     c.add_argument("logs", nargs="+", metavar="VAL_CSV[=NAME][+STEPS]",
                    help="a run's val.csv, optionally =NAME for the legend and +STEPS, the steps "
                         "its weights had before the run (a run started with --init from "
-                        "weights of N steps: +N); logs of one NAME join into one curve")
+                        "weights of N steps: +N; after =NAME, +WEIGHTS reads N from the "
+                        "manifest's training records of those weights); logs of one NAME join "
+                        "into one curve")
     c.add_argument("--out", required=True, help="PNG to write")
     c.add_argument("--reference", metavar="DIR",
                    help="code JPEG on these validation images (default: the run's --val, read "
@@ -324,24 +327,29 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _log_spec(spec: str) -> tuple[str, str, int]:
-    """``"runs/w/val.csv=wavelet+3839"`` → ``("runs/w/val.csv", "wavelet", 3839)``."""
-    head, plus, steps = spec.rpartition("+")
-    if not (plus and steps.isdigit()):  # no offset (a '+' elsewhere belongs to the path or name)
-        head, steps = spec, "0"
+def _log_spec(spec: str) -> tuple[str, str, int | str]:
+    """``"runs/w/val.csv=wavelet+3839"`` → ``("runs/w/val.csv", "wavelet", 3839)``; after a legend
+    name the offset may name weights instead: ``"…=wavelet+wavelet-s5"`` → ``(…, "wavelet-s5")``."""
+    head, plus, offset = spec.rpartition("+")
+    named = "=" in head and is_weights_name(offset)
+    if not (plus and (offset.isdigit() or named)):  # no offset: a '+' elsewhere is the path's or name's
+        head, offset = spec, "0"
     path, _, name = head.partition("=")
-    return path, name or Path(path).parent.name, int(steps)
+    return path, name or Path(path).parent.name, int(offset) if offset.isdigit() else offset
 
 
 def _cmd_curve(args: argparse.Namespace) -> int:
     from codec.errors import ParameterError
 
     from .curve import jpeg_reference, plot_learning_curve, read_val_csv
+    from .export import trained_steps
     from .validate import load_val_images
 
     runs: dict[str, list] = {}
     for spec in args.logs:
         path, name, steps_before = _log_spec(spec)
+        if isinstance(steps_before, str):
+            steps_before = trained_steps(steps_before)
         runs.setdefault(name, []).extend(
             dataclasses.replace(p, step=p.step + steps_before) for p in read_val_csv(path))
     reference = None

@@ -32,12 +32,12 @@ from .checkpoint import load_checkpoint, save_atomic, training_record
 from .config import RunConfig, config_from_dict
 from .models import build_model, codec_class, coding_state
 
-__all__ = ["export_checkpoint", "retire_weights", "validate_manifest", "round_trip_check", "MANIFEST_NAME"]
+__all__ = ["export_checkpoint", "retire_weights", "validate_manifest", "round_trip_check", "trained_steps",
+           "MANIFEST_NAME"]
 
 log = logging.getLogger(__name__)
 
 MANIFEST_NAME = W.MANIFEST_NAME  # re-exported: the export side names the file too
-_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
 
 
 def _write_json_atomic(path: Path, doc: Any) -> None:
@@ -100,7 +100,7 @@ def export_checkpoint(checkpoint: str | Path, name: str, weights_dir: str | Path
     Returns:
         The manifest entry written.
     """
-    if not name or not set(name) <= _NAME_CHARS or name.startswith("."):
+    if not W.is_weights_name(name):
         raise ParameterError(f"weights name {name!r}: use letters, digits, '.', '_' and '-'")
     root = Path(weights_dir) if weights_dir is not None else W.weights_dir()
     root.mkdir(parents=True, exist_ok=True)
@@ -213,12 +213,49 @@ def retire_weights(name: str, weights_dir: str | Path | None = None) -> dict[str
         raise WeightsError(f"{name!r} are the default {entry.get('codec')} weights; export or mark "
                            "others as the default before retiring them")
     record = {k: entry.get(k) for k in ("name", "codec", "weights_id", "file", "sha256")}
+    if entry.get("training"):  # kept so that learning curves of later runs still find their steps
+        record["training"] = entry["training"]
     record["retired"] = _dt.date.today().isoformat()
     manifest["weights"] = [e for e in manifest["weights"] if e is not entry]
     manifest.setdefault("retired", []).append(record)
     _write_json_atomic(root / MANIFEST_NAME, manifest)
     (root / entry["file"]).unlink(missing_ok=True)
     return record
+
+
+def _runs_newest_first(training: dict[str, Any]) -> list[dict[str, Any]]:
+    own = {k: v for k, v in training.items() if k not in ("history", "total_steps", "total_minutes")}
+    return [own, *training.get("history", [])]
+
+
+def trained_steps(name: str, weights_dir: str | Path | None = None, mode: str | None = None) -> int:
+    """How many steps weights ``name`` had been trained for, from the manifest's records.
+
+    Counted are the runs of ``mode`` (default: the weights' codec, so a hybrid's refinement runs
+    do not add to its residual codec's steps). The record is the weights' own (live, or retired
+    with their training kept) or, for weights retired before records were kept, the history of
+    later weights that started from them: every run older than the one that started from
+    ``manifest weights 'NAME'``.
+    """
+    root = Path(weights_dir) if weights_dir is not None else W.weights_dir()
+    doc = W.read_manifest_doc(root)
+    records = doc["weights"] + doc.get("retired", [])
+    chains = [(e.get("codec"), _runs_newest_first(e["training"])) for e in records if e.get("training")]
+    found = next(((e.get("codec"), _runs_newest_first(e["training"])) for e in records
+                  if e.get("name") == name and e.get("training")), None)
+    if found is None:
+        started_here = f"manifest weights {name!r}"
+        for codec, runs in chains:
+            at = next((i for i, r in enumerate(runs) if str(r.get("started_from", "")).startswith(started_here)),
+                      None)
+            if at is not None:
+                found = codec, runs[at + 1:]
+                break
+    if found is None:
+        raise WeightsError(f"no training record of weights {name!r} in {root / MANIFEST_NAME}")
+    codec, runs = found
+    mode = mode or codec
+    return sum(int(r.get("steps", 0)) for r in runs if r.get("mode") == mode)
 
 
 def validate_manifest(root: str | Path | None = None, check_files: bool = True) -> list[str]:
