@@ -290,6 +290,19 @@ def test_unquantized_depends_on_the_base_not_the_rate(codec, photo):
     assert not np.array_equal(ceiling, codec.unquantized(image, base_quality=90))
 
 
+# A bias-only filter: +0.004 happens to bring this crop's ceiling closer (kept), -0.004 not.
+@pytest.mark.parametrize("bias,expected", [(-0.004, "off"), (0.004, "on")])
+def test_unquantized_refines_as_refine_says(photo, bias, expected):
+    codec = HybridCodec(weights="random", config=Config.tiny(), device="cpu")
+    with torch.no_grad():
+        codec.model.refine.tail.bias.fill_(bias)
+    image = photo[:40, :56]
+    ceiling = {r: codec.unquantized(image, base_quality=20, refine=r) for r in ("auto", "on", "off")}
+    sse = {r: int(((ceiling[r].astype(int) - image) ** 2).sum()) for r in ("on", "off")}
+    assert ("on" if sse["on"] < sse["off"] else "off") == expected
+    assert np.array_equal(ceiling["auto"], ceiling[expected])
+
+
 def test_refine_reads_old_switch_spellings(codec):
     for given, want in ((True, "on"), (False, "off"), ("false", "off"), ("1", "on"), ("auto", "auto")):
         assert codec.resolve_params({"refine": given})["refine"] == want

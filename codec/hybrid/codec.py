@@ -124,10 +124,19 @@ class HybridCodec(LearnedCodec):
         return result
 
     def unquantized(self, image: np.ndarray, **params: Any) -> np.ndarray:
-        """Base + residual with the latent left unquantized: what no rate can exceed."""
+        """Base + residual with the latent left unquantized, refined as ``refine`` says (``auto``:
+        where that is closer to ``image``): what no rate can exceed."""
         h, w = image.shape[:2]
-        _, _, x, b = self._inputs(image, self.resolve_params(params))
-        return tensor_to_image(self.model.unquantized(x, b)[..., :h, :w])
+        params = self.resolve_params(params)
+        _, _, x, b = self._inputs(image, params)
+        out = self.model.unquantized(x, b, refine=params["refine"] != "off")
+        base_plus = tensor_to_image(out["x_hat"][..., :h, :w])
+        if params["refine"] == "off":
+            return base_plus
+        refined = tensor_to_image(out["x_refined"][..., :h, :w])
+        if params["refine"] == "on" or _squared_error(refined, image) < _squared_error(base_plus, image):
+            return refined
+        return base_plus
 
     def _decode(self, c: Container, params: dict[str, Any]) -> CodecResult:
         import torch

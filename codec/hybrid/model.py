@@ -107,9 +107,10 @@ class HybridModel(CompressionModel):
         return result
 
     @torch.no_grad()
-    def unquantized(self, x: Tensor, base: Tensor) -> Tensor:
-        """Base + synthesis of the residual's unquantized latent: the ceiling at infinite rate."""
-        return self._synthesis(self._analysis(x, base), base.contiguous(), refine=False)["x_hat"]
+    def unquantized(self, x: Tensor, base: Tensor, refine: bool = False) -> dict[str, Tensor]:
+        """Base + synthesis of the residual's unquantized latent (``x_hat``; ``x_refined`` too
+        with ``refine``): the ceiling at infinite rate."""
+        return self._synthesis(self._analysis(x, base), base.contiguous(), refine=refine)
 
     # -- entropy coding (used by HybridCodec) -----------------------------------------------
     def latent_shapes(self, height: int, width: int) -> dict[str, tuple[int, int]]:
