@@ -30,14 +30,14 @@ common=(--data "$DATA" --device "$DEV" --threads 4 --steps 10000000 --log-every 
         --checkpoint-every-minutes 1000 --batch 16 --crop 256)
 
 wavelet() {
-    $TRAIN wavelet "${common[@]}" --init "${WAVELET_INIT:-wavelet-cpu-s3}" --out $RUNS/wavelet \
+    $TRAIN wavelet "${common[@]}" --init "${WAVELET_INIT:-wavelet-s7}" --out $RUNS/wavelet \
         --lr 2e-4 --warmup-steps 100 --max-minutes "$(mins 0.74)"
     $TRAIN wavelet "${common[@]}" --init $RUNS/wavelet/last.ckpt --out $RUNS/wavelet-decay \
         --lr 2e-5 --warmup-steps 0 --max-minutes "$(mins 0.2)"
 }
 
 hybrid() {
-    $TRAIN hybrid "${common[@]}" --init "${HYBRID_INIT:-hybrid-cpu-s2}" --out $RUNS/hybrid \
+    $TRAIN hybrid "${common[@]}" --init "${HYBRID_INIT:-hybrid-s5}" --out $RUNS/hybrid \
         --lr 2e-4 --warmup-steps 100 --max-minutes "$(mins 0.48)"
     $TRAIN hybrid "${common[@]}" --init $RUNS/hybrid/last.ckpt --out $RUNS/hybrid-decay \
         --lr 2e-5 --warmup-steps 0 --max-minutes "$(mins 0.14)"
