@@ -239,18 +239,13 @@ def trained_steps(name: str, weights_dir: str | Path | None = None, mode: str | 
     """
     root = Path(weights_dir) if weights_dir is not None else W.weights_dir()
     doc = W.read_manifest_doc(root)
-    records = doc["weights"] + doc.get("retired", [])
-    chains = [(e.get("codec"), _runs_newest_first(e["training"])) for e in records if e.get("training")]
-    found = next(((e.get("codec"), _runs_newest_first(e["training"])) for e in records
-                  if e.get("name") == name and e.get("training")), None)
+    records = [(e.get("name"), e.get("codec"), _runs_newest_first(e["training"]))
+               for e in doc["weights"] + doc.get("retired", []) if e.get("training")]
+    found = next(((codec, runs) for n, codec, runs in records if n == name), None)
     if found is None:
         started_here = f"manifest weights {name!r}"
-        for codec, runs in chains:
-            at = next((i for i, r in enumerate(runs) if str(r.get("started_from", "")).startswith(started_here)),
-                      None)
-            if at is not None:
-                found = codec, runs[at + 1:]
-                break
+        found = next(((codec, runs[i + 1:]) for _, codec, runs in records for i, r in enumerate(runs)
+                      if str(r.get("started_from", "")).startswith(started_here)), None)
     if found is None:
         raise WeightsError(f"no training record of weights {name!r} in {root / MANIFEST_NAME}")
     codec, runs = found

@@ -66,6 +66,15 @@ def _squared_error(a: np.ndarray, b: np.ndarray) -> int:
     return int(((a.astype(np.int64) - b) ** 2).sum())
 
 
+def _chosen_refine(refine: str, refined: np.ndarray, base_plus: np.ndarray,
+                   original: np.ndarray | None) -> str:
+    """``refine`` as ``on`` / ``off``: ``auto`` is ``on`` where the refined 8-bit picture is closer
+    to ``original`` than base + residual."""
+    if refine != "auto":
+        return refine
+    return "on" if _squared_error(refined, original) < _squared_error(base_plus, original) else "off"
+
+
 class HybridCodec(LearnedCodec):
     """HyRES: JPEG base at ``base_quality``, neural residual at continuous ``rate``, optional refinement."""
 
@@ -134,9 +143,7 @@ class HybridCodec(LearnedCodec):
         if params["refine"] == "off":
             return base_plus
         refined = tensor_to_image(out["x_refined"][..., :h, :w])
-        if params["refine"] == "on" or _squared_error(refined, image) < _squared_error(base_plus, image):
-            return refined
-        return base_plus
+        return refined if _chosen_refine(params["refine"], refined, base_plus, image) == "on" else base_plus
 
     def _decode(self, c: Container, params: dict[str, Any]) -> CodecResult:
         import torch
@@ -190,9 +197,7 @@ class HybridCodec(LearnedCodec):
         final = base_plus
         if "x_refined" in out:
             refined = tensor_to_image(out["x_refined"][..., :h, :w])
-            if params["refine"] == "auto":
-                closer = _squared_error(refined, original) < _squared_error(base_plus, original)
-                params = {**params, "refine": "on" if closer else "off"}
+            params = {**params, "refine": _chosen_refine(params["refine"], refined, base_plus, original)}
             if params["refine"] == "on":
                 final = inter["refined"] = refined
             else:  # auto left it out of the file; the encoder still shows what it would give
