@@ -1,6 +1,7 @@
 #!/bin/bash
-# One short training burst on a lent GPU machine: continues both codecs from the default
-# weights at once (one process each, they share the GPU), then exports fp16 weights.
+# One short training burst on a lent GPU machine: continues both codecs from their default
+# weights (or WAVELET_INIT / HYBRID_INIT: a manifest name or a checkpoint) at once (one process
+# each, they share the GPU), then exports fp16 weights.
 #
 #   lic-train pack ../shared/data/train .gpudata/train-packed     (here: data small enough to send)
 #   scripts/gpu_burst.sh MINUTES OUTDIR [DEVICE]                  (there)
@@ -15,6 +16,9 @@
 # rest; a decay by time rather than by step count, since the GPU's step rate is not known ahead.
 # The hybrid's share ends with its refinement filter trained on the new residual model. Weights
 # (not exported as defaults), manifest and logs land in OUTDIR. CODECS="wavelet" runs one.
+# A second call on the same warm machine starts from this checkout's manifest again (it is
+# tracked, so it is copied anew) and gives its weights the same new ids: keep one call's
+# entries, or continue the second call from the first's checkpoint and keep only its weights.
 set -euo pipefail
 MIN=${1:?minutes}
 OUT=${2:?output folder}
@@ -25,19 +29,24 @@ TAG=${TAG:-gpu-s4}
 RUNS=runs/$TAG
 WEIGHTS=${LIC_WEIGHTS_DIR:-weights}
 mkdir -p "$OUT" "$RUNS"
+default_weights() {
+    python3 -c "import json, sys; m = json.load(open(sys.argv[1]))
+print(next(w['name'] for w in m['weights'] if w['codec'] == sys.argv[2] and w.get('default')))" \
+        "$WEIGHTS/manifest.json" "$1"
+}
 mins() { python3 -c "print(round($MIN * $1, 2))"; }
 common=(--data "$DATA" --device "$DEV" --threads 4 --steps 10000000 --log-every 100
         --checkpoint-every-minutes 1000 --batch 16 --crop 256)
 
 wavelet() {
-    $TRAIN wavelet "${common[@]}" --init "${WAVELET_INIT:-wavelet-s7}" --out $RUNS/wavelet \
+    $TRAIN wavelet "${common[@]}" --init "${WAVELET_INIT:-$(default_weights wavelet)}" --out $RUNS/wavelet \
         --lr 2e-4 --warmup-steps 100 --max-minutes "$(mins 0.74)"
     $TRAIN wavelet "${common[@]}" --init $RUNS/wavelet/last.ckpt --out $RUNS/wavelet-decay \
         --lr 2e-5 --warmup-steps 0 --max-minutes "$(mins 0.2)"
 }
 
 hybrid() {
-    $TRAIN hybrid "${common[@]}" --init "${HYBRID_INIT:-hybrid-s5}" --out $RUNS/hybrid \
+    $TRAIN hybrid "${common[@]}" --init "${HYBRID_INIT:-$(default_weights hybrid)}" --out $RUNS/hybrid \
         --lr 2e-4 --warmup-steps 100 --max-minutes "$(mins 0.48)"
     $TRAIN hybrid "${common[@]}" --init $RUNS/hybrid/last.ckpt --out $RUNS/hybrid-decay \
         --lr 2e-5 --warmup-steps 0 --max-minutes "$(mins 0.14)"
