@@ -40,10 +40,10 @@ __all__ = ["HybridCodec", "SWEEP"]
 
 # (base_quality, rate) from low to high rate: the JPEG base and the residual rise together.
 # The pairs follow the upper convex hull of a grid measured on training images (never Kodak):
-#   lic-codec grid ../shared/data/train/wikipedia --limit 3 --codec hybrid --weights hybrid-gpu-s4
+#   lic-codec grid ../shared/data/train/wikipedia --limit 3 --codec hybrid --weights hybrid-s9
 #     --param refine=false --param base_quality=5,10,15,20,30,45,60,80 --param rate=0,0.25,0.5,0.75,1
-# (results/tuning/hybrid-gpu-s4-grid.json, the same hull as hybrid-cpu-s2's; one pair per base
-# quality where the hull has two).
+# (results/tuning/hybrid-s9-grid.json, the same hull as hybrid-gpu-s4's and hybrid-cpu-s2's; one
+# pair per base quality where the hull has two).
 SWEEP = ((5, 0.0), (10, 0.0), (15, 0.25), (20, 0.25), (30, 0.5), (45, 0.75), (60, 0.75), (80, 1.0))
 
 
