@@ -20,6 +20,7 @@ LEARNING := results/learning
 CURVES ?= $(LEARNING)/wavelet-cpu-s1-val.csv=wavelet $(LEARNING)/wavelet-cpu-s2-val.csv=wavelet+wavelet-cpu-s1 \
 	$(LEARNING)/wavelet-cpu-s3-val.csv=wavelet+11339 \
 	$(LEARNING)/wavelet-s5-val.csv=wavelet+wavelet-gpu-s4 $(LEARNING)/wavelet-s6-val.csv=wavelet+wavelet-s5 \
+	$(LEARNING)/wavelet-s9-val.csv=wavelet+wavelet-gpu-s8b \
 	$(LEARNING)/hybrid-cpu-s1-val.csv=hybrid $(LEARNING)/hybrid-cpu-s2-val.csv=hybrid+10000
 
 $(STAMP): pyproject.toml
