@@ -10,7 +10,7 @@
 # cp312 wheels into .whl/ here and install them there first (/work/.library/device/README.md), e.g.
 #   pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:$PWD
 #   TRAIN="python3 -m training.cli" scripts/gpu_burst.sh 7.0 $OUT cuda
-# with .gpudata and .whl carried. Exported names are wavelet-$TAG and hybrid-$TAG (TAG=gpu-s4).
+# with .gpudata and .whl carried. Exported names are wavelet-$TAG and hybrid-$TAG (TAG is required).
 #
 # Each codec runs at a constant learning rate for most of MINUTES, then a tenth of it for the
 # rest; a decay by time rather than by step count, since the GPU's step rate is not known ahead.
@@ -25,28 +25,33 @@ OUT=${2:?output folder}
 DEV=${3:-cuda}
 DATA=${DATA:-.gpudata/train-packed}
 TRAIN=${TRAIN:-lic-train}
-TAG=${TAG:-gpu-s4}
+TAG=${TAG:?TAG names the exported weights (wavelet-TAG, hybrid-TAG), e.g. gpu-s10}
 RUNS=runs/$TAG
 WEIGHTS=${LIC_WEIGHTS_DIR:-weights}
 mkdir -p "$OUT" "$RUNS"
+CODECS=${CODECS:-wavelet hybrid}
 default_weights() {
     python3 -c "import json, sys; m = json.load(open(sys.argv[1]))
-print(next(w['name'] for w in m['weights'] if w['codec'] == sys.argv[2] and w.get('default')))" \
+name = next((w['name'] for w in m['weights'] if w['codec'] == sys.argv[2] and w.get('default')), None)
+sys.exit(f'no default {sys.argv[2]} weights in {sys.argv[1]}: set {sys.argv[2].upper()}_INIT') if name is None else print(name)" \
         "$WEIGHTS/manifest.json" "$1"
 }
+# Resolved here, where a failed lookup stops the script (set -e), not inside a job's arguments.
+case " $CODECS " in *" wavelet "*) WAVELET_INIT=${WAVELET_INIT:-$(default_weights wavelet)} ;; esac
+case " $CODECS " in *" hybrid "*) HYBRID_INIT=${HYBRID_INIT:-$(default_weights hybrid)} ;; esac
 mins() { python3 -c "print(round($MIN * $1, 2))"; }
 common=(--data "$DATA" --device "$DEV" --threads 4 --steps 10000000 --log-every 100
         --checkpoint-every-minutes 1000 --batch 16 --crop 256)
 
 wavelet() {
-    $TRAIN wavelet "${common[@]}" --init "${WAVELET_INIT:-$(default_weights wavelet)}" --out $RUNS/wavelet \
+    $TRAIN wavelet "${common[@]}" --init "$WAVELET_INIT" --out $RUNS/wavelet \
         --lr 2e-4 --warmup-steps 100 --max-minutes "$(mins 0.74)"
     $TRAIN wavelet "${common[@]}" --init $RUNS/wavelet/last.ckpt --out $RUNS/wavelet-decay \
         --lr 2e-5 --warmup-steps 0 --max-minutes "$(mins 0.2)"
 }
 
 hybrid() {
-    $TRAIN hybrid "${common[@]}" --init "${HYBRID_INIT:-$(default_weights hybrid)}" --out $RUNS/hybrid \
+    $TRAIN hybrid "${common[@]}" --init "$HYBRID_INIT" --out $RUNS/hybrid \
         --lr 2e-4 --warmup-steps 100 --max-minutes "$(mins 0.48)"
     $TRAIN hybrid "${common[@]}" --init $RUNS/hybrid/last.ckpt --out $RUNS/hybrid-decay \
         --lr 2e-5 --warmup-steps 0 --max-minutes "$(mins 0.14)"
@@ -55,7 +60,7 @@ hybrid() {
 }
 
 pids=()
-for codec in ${CODECS:-wavelet hybrid}; do
+for codec in $CODECS; do
     $codec > "$OUT/$codec.log" 2>&1 &
     pids+=($!)
 done
