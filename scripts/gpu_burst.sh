@@ -30,28 +30,19 @@ RUNS=runs/$TAG
 WEIGHTS=${LIC_WEIGHTS_DIR:-weights}
 mkdir -p "$OUT" "$RUNS"
 CODECS=${CODECS:-wavelet hybrid}
-default_weights() {
-    python3 -c "import json, sys; m = json.load(open(sys.argv[1]))
-name = next((w['name'] for w in m['weights'] if w['codec'] == sys.argv[2] and w.get('default')), None)
-sys.exit(f'no default {sys.argv[2]} weights in {sys.argv[1]}: set {sys.argv[2].upper()}_INIT') if name is None else print(name)" \
-        "$WEIGHTS/manifest.json" "$1"
-}
-# Resolved here, where a failed lookup stops the script (set -e), not inside a job's arguments.
-case " $CODECS " in *" wavelet "*) WAVELET_INIT=${WAVELET_INIT:-$(default_weights wavelet)} ;; esac
-case " $CODECS " in *" hybrid "*) HYBRID_INIT=${HYBRID_INIT:-$(default_weights hybrid)} ;; esac
 mins() { python3 -c "print(round($MIN * $1, 2))"; }
 common=(--data "$DATA" --device "$DEV" --threads 4 --steps 10000000 --log-every 100
         --checkpoint-every-minutes 1000 --batch 16 --crop 256)
 
 wavelet() {
-    $TRAIN wavelet "${common[@]}" --init "$WAVELET_INIT" --out $RUNS/wavelet \
+    $TRAIN wavelet "${common[@]}" --init "${WAVELET_INIT:-default}" --out $RUNS/wavelet \
         --lr 2e-4 --warmup-steps 100 --max-minutes "$(mins 0.74)"
     $TRAIN wavelet "${common[@]}" --init $RUNS/wavelet/last.ckpt --out $RUNS/wavelet-decay \
         --lr 2e-5 --warmup-steps 0 --max-minutes "$(mins 0.2)"
 }
 
 hybrid() {
-    $TRAIN hybrid "${common[@]}" --init "$HYBRID_INIT" --out $RUNS/hybrid \
+    $TRAIN hybrid "${common[@]}" --init "${HYBRID_INIT:-default}" --out $RUNS/hybrid \
         --lr 2e-4 --warmup-steps 100 --max-minutes "$(mins 0.48)"
     $TRAIN hybrid "${common[@]}" --init $RUNS/hybrid/last.ckpt --out $RUNS/hybrid-decay \
         --lr 2e-5 --warmup-steps 0 --max-minutes "$(mins 0.14)"

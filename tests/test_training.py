@@ -28,7 +28,7 @@ from training.config import RunConfig, apply_overrides, parse_overrides
 from training.data import CropSampler, check_crop, find_images, load_images
 from training.export import export_checkpoint, retire_weights, validate_manifest
 from training.losses import RateDistortionLoss, ms_ssim_per_sample
-from training.models import codec_class, codec_from_model, select_parameters
+from training.models import codec_class, codec_from_model, load_source, select_parameters
 from training.trainer import Trainer, resume_config
 
 
@@ -462,6 +462,19 @@ def test_retired_weights_free_their_file_but_never_their_id(hybrid_ckpt, weights
     assert [(e.name, e.default) for e in W.load_manifest(weights_dir)] == [("current", False), ("newer", True)]
     assert cli.main(["retire", "current"]) == 0
     assert cli.main(["default", "gone"]) == 2
+
+
+def test_init_default_starts_from_the_codecs_default_weights(hybrid_ckpt, weights_dir):
+    with pytest.raises(WeightsError, match="no 'hybrid' weights in the manifest"):
+        load_source("default", codec="hybrid")
+    export_checkpoint(hybrid_ckpt, "first", check=False)
+    export_checkpoint(hybrid_ckpt, "chosen", default=True, check=False)
+    export_checkpoint(hybrid_ckpt, "later", check=False)
+    source = load_source("default", codec="hybrid")
+    assert source.description == load_source("chosen", codec="hybrid").description
+    assert source.description.startswith("manifest weights 'chosen'")
+    with pytest.raises(WeightsError, match="no 'wavelet' weights"):
+        load_source("default", codec="wavelet")
 
 
 def test_tampered_weights_file_is_refused(hybrid_ckpt, weights_dir):

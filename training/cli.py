@@ -43,7 +43,7 @@ def _add_run_options(p: argparse.ArgumentParser, mode: str) -> None:
     g.add_argument("--val", help="folder of validation images (real entropy coding), e.g. ../shared/data/kodak")
     g.add_argument("--out", help=f"run folder for checkpoints and logs (default runs/{mode})")
     g.add_argument("--resume", action="store_true", help="continue OUT/last.ckpt exactly")
-    g.add_argument("--init", help="start from weights: a .pt file, a manifest name or a .ckpt")
+    g.add_argument("--init", help="start from weights: a .pt file, a manifest name, 'default' (the codec's default weights) or a .ckpt")
     g.add_argument("--config", action="append", default=[], metavar="KEY=VALUE",
                    help="override a field of the model Config (repeatable)")
     g.add_argument("--seed", type=int)

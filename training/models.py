@@ -79,8 +79,18 @@ def build_model(codec_cls: type[LearnedCodec], config: Any, seed: int) -> nn.Mod
     return codec_cls.model_class(config)
 
 
+def _manifest_entry(name: str, codec: str | None) -> W.WeightsEntry:
+    if name == "default" and codec is not None:
+        entry = W.default_entry(codec)
+        if entry is None:
+            raise WeightsError(f"no {codec!r} weights in the manifest to start from by default")
+        return entry
+    return W.find_entry(name, codec=codec)
+
+
 def load_source(spec: str | Path, codec: str | None = None) -> Source:
-    """Read starting weights from a ``.ckpt`` checkpoint, a ``.pt`` weights file or a manifest name.
+    """Read starting weights from a ``.ckpt`` checkpoint, a ``.pt`` weights file, a manifest name
+    or ``default``: the weights the codec ``codec`` loads by default (as ``--weights default``).
 
     Manifest entries are checked against their sha256 like the codecs check them.
     """
@@ -99,7 +109,7 @@ def load_source(spec: str | Path, codec: str | None = None) -> Source:
                      f"weights file {path}" + (f" ({entry.name!r}, id {entry.weights_id})" if entry else ""),
                      _entry_history(entry.record) if entry else [])
     else:
-        entry = W.find_entry(spec_s, codec=codec)
+        entry = _manifest_entry(spec_s, codec)
         doc = W.read_weights_file(entry.path(), expected_sha256=entry.sha256, codec=entry.codec)
         src = Source(entry.codec, dict(doc["config"]), doc["state_dict"],
                      f"manifest weights {entry.name!r} (id {entry.weights_id})", _entry_history(entry.record))
