@@ -325,6 +325,70 @@ def test_validation_does_not_perturb_training(folders, tmp_path):
     assert checked.validation["step"] == 3 and len(checked.validation["points"]) == 2
 
 
+def test_weight_average_ramps_swaps_in_and_out_and_saves():
+    from training.average import WeightAverage
+
+    model = torch.nn.Linear(2, 1)
+    with torch.no_grad():
+        model.weight.fill_(0.0)
+    avg = WeightAverage(model, decay=0.5)
+    with torch.no_grad():
+        model.weight.fill_(10.0)
+    avg.update(model)  # the ramp's first decay is min(0.5, 1/10) = 0.1
+    assert avg.state["weight"].flatten().tolist() == pytest.approx([9.0, 9.0])
+    for _ in range(20):
+        avg.update(model)
+    assert avg.current_decay() == 0.5 and avg.state["weight"][0, 0].item() == pytest.approx(10.0, abs=1e-5)
+    with torch.no_grad():
+        model.weight.fill_(-1.0)
+    with avg.applied(model):
+        assert model.weight[0, 0].item() == pytest.approx(10.0, abs=1e-5)
+    assert model.weight[0, 0].item() == -1.0
+    again = WeightAverage(torch.nn.Linear(2, 1), decay=0.5)
+    again.load_state_dict(avg.state_dict())
+    assert again.updates == 21 and torch.equal(again.state["weight"], avg.state["weight"])
+    with pytest.raises(KeyError, match="lacks"):
+        WeightAverage(torch.nn.Linear(2, 2, bias=True), 0.5).load_state_dict({"state": {}, "updates": 1})
+    with pytest.raises(ValueError):
+        WeightAverage(model, decay=1.0)
+
+
+def test_ema_leaves_training_alone_and_is_what_validation_and_export_see(folders, tmp_path, weights_dir):
+    plain = Trainer(_cfg(folders, tmp_path / "plain", mode="wavelet", steps=4))
+    plain.run()
+    # Switched on when resuming: the same optimisation, plus an average from step 2 on.
+    Trainer(_cfg(folders, tmp_path / "avg", mode="wavelet", steps=4), on_step=_stop_at(2)).run()
+    cfg, doc = resume_config(tmp_path / "avg", {"ema": 0.9, "val": str(folders / "val"), "val_images": 1,
+                                                "val_points": 1})
+    averaged = Trainer(cfg, resume=doc)
+    averaged.run()
+    a, b = plain.raw.state_dict(), averaged.raw.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert averaged.average.updates == 2 and averaged.validation["weights"] == "average (ema 0.9)"
+
+    ck = load_checkpoint(tmp_path / "avg" / "last.ckpt")
+    key = next(k for k, v in ck["model"].items() if v.is_floating_point() and v.numel() > 1)
+    assert ck["ema"]["updates"] == 2 and not torch.equal(ck["ema"]["state"][key], ck["model"][key])
+    mean = export_checkpoint(tmp_path / "avg" / "last.ckpt", "mean")
+    last = export_checkpoint(tmp_path / "avg" / "last.ckpt", "last", averaged=False)
+    assert mean["training"]["ema"] == {"decay": 0.9, "updates": 2}
+    assert (mean["training"]["exported"], last["training"]["exported"]) == ("moving average", "last step")
+    assert "validation" in mean["results"] and "validation" not in last["results"]
+    stored = {n: torch.load(weights_dir / f"{n}.pt", weights_only=True)["state_dict"][key] for n in ("mean", "last")}
+    assert torch.equal(stored["mean"], ck["ema"]["state"][key]) and torch.equal(stored["last"], ck["model"][key])
+    assert torch.equal(load_source(tmp_path / "avg" / "last.ckpt").state_dict[key], ck["ema"]["state"][key])
+    assert "averaged" in load_source(tmp_path / "avg" / "last.ckpt").description
+
+    # A resumed run continues the saved average rather than starting another.
+    cfg, doc = resume_config(tmp_path / "avg", {"steps": 5})
+    more = Trainer(cfg, resume=doc)
+    assert more.average.updates == 2
+    more.run()
+    assert more.average.updates == 3
+    with pytest.raises(ParameterError, match="--ema"):
+        Trainer(_cfg(folders, tmp_path / "bad", mode="wavelet", ema=1.0))
+
+
 def test_sigterm_checkpoints_and_restores_handlers(folders, tmp_path):
     def send(t: Trainer):
         if t.step == 2:

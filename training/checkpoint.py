@@ -1,6 +1,6 @@
 """Training checkpoints: atomic writes, random-generator states, safe loading.
 
-A checkpoint holds what an exact continuation needs: the model, both optimisers, the
+A checkpoint holds what an exact continuation needs: the model (and its moving average, if the run keeps one), both optimisers, the
 learning-rate scheduler, the step, every rank's random generators and data-sampler state.
 It is written to a temporary file and renamed over the old one, so a kill at any moment leaves
 either the previous or the new checkpoint, never half of one. Checkpoints hold only tensors
@@ -19,7 +19,7 @@ import torch
 
 from codec.errors import WeightsError
 
-__all__ = ["CHECKPOINT_FORMAT", "save_atomic", "load_checkpoint", "is_checkpoint",
+__all__ = ["CHECKPOINT_FORMAT", "save_atomic", "load_checkpoint", "is_checkpoint", "checkpoint_weights",
            "capture_rng", "restore_rng", "training_record"]
 
 CHECKPOINT_FORMAT = "lic-studio-checkpoint/1"
@@ -59,6 +59,19 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if not isinstance(doc, dict) or doc.get("format") != CHECKPOINT_FORMAT:
         raise WeightsError(f"{path} is not a lic-train checkpoint (format {CHECKPOINT_FORMAT} expected)")
     return doc
+
+
+def checkpoint_weights(doc: dict[str, Any], averaged: bool = True) -> dict[str, torch.Tensor]:
+    """The model state a checkpoint stands for: with ``averaged``, the run's moving average of
+    the weights where it kept one (``--ema``), otherwise the weights of its last step.
+
+    The average covers the floating-point tensors; the rest (integer tables) is the last step's.
+    """
+    state = doc["model"]
+    average = (doc.get("ema") or {}).get("state") if averaged else None
+    if not average:
+        return state
+    return {k: average.get(k, v) for k, v in state.items()}
 
 
 def _numpy_state() -> dict[str, Any]:
@@ -124,6 +137,8 @@ def training_record(doc: dict[str, Any], with_history: bool = False) -> dict[str
         rec["lambda_schedule"] = list(run.lambda_schedule)
         rec["phase"] = int(doc.get("phase", 0)) + 1
         rec["phase_steps"] = run.phase_steps
+    if doc.get("ema"):
+        rec["ema"] = {"decay": float(doc["ema"]["decay"]), "updates": int(doc["ema"]["updates"])}
     if run.rate_warmup_steps:
         rec["rate_warmup_steps"] = run.rate_warmup_steps
     if run.codec == "hybrid":

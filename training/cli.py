@@ -68,6 +68,9 @@ def _add_run_options(p: argparse.ArgumentParser, mode: str) -> None:
                                          "--lr-decay-factor (default 0.8,0.95)")
     g.add_argument("--lr-decay-factor", type=float, help="default 0.1")
     g.add_argument("--clip", type=float, help="gradient-norm clip, 0 for none (default 1.0)")
+    g.add_argument("--ema", type=float, metavar="DECAY",
+                   help="keep a moving average of the weights with this decay per step (e.g. 0.999); "
+                        "validation and export use it; may be switched on when resuming (default 0: off)")
     g.add_argument("--rate-warmup-steps", type=int,
                    help="train on distortion alone for N/2 steps, then ramp the rate term's weight "
                         "to 1 at step N, so the codec learns to code before it learns to save "
@@ -127,6 +130,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     e.add_argument("--eval", dest="eval_dir", help="also measure an R-D sweep on this folder (e.g. Kodak)")
     e.add_argument("--eval-images", type=int, default=0, help="limit the sweep to N images (0: all)")
     e.add_argument("--no-check", action="store_true", help="skip the load + round-trip check")
+    e.add_argument("--last-step", action="store_true",
+                   help="export the weights of the last step, not the run's moving average (--ema)")
     r = sub.add_parser("retire", help="remove weights from weights/ (file and manifest entry); their id "
                                       "is kept as retired so that no other weights reuse it")
     r.add_argument("name")
@@ -177,7 +182,7 @@ def run_config_from_args(args: argparse.Namespace) -> tuple[RunConfig, dict | No
     given: dict[str, Any] = {}
     for key in ("data", "val", "init", "seed", "threads", "device", "steps", "max_minutes",
                 "checkpoint_every_minutes", "crop", "batch", "lr", "aux_lr", "warmup_steps",
-                "lr_decay_factor", "clip", "rate_warmup_steps", "phase_steps", "ms_ssim_weight", "vgg_weight", "vgg_weights",
+                "lr_decay_factor", "clip", "ema", "rate_warmup_steps", "phase_steps", "ms_ssim_weight", "vgg_weight", "vgg_weights",
                 "val_images", "val_points", "val_every", "val_crop", "log_every", "export_name",
                 "final_eval", "final_eval_images",
                 "base_subsampling", "pretrain", "freeze_steps"):
@@ -263,7 +268,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
         codec = _codec_from_source(args.checkpoint, None, None)
         results = {"eval": sweep_folder(codec, args.eval_dir, args.eval_images)[0]}
     entry = export_checkpoint(args.checkpoint, args.name, weights_dir=args.weights_dir, fp16=args.fp16,
-                              default=args.default, results=results, check=not args.no_check)
+                              default=args.default, results=results, check=not args.no_check,
+                              averaged=not args.last_step)
     print(json.dumps({k: entry[k] for k in ("name", "codec", "weights_id", "file", "sha256", "default")}))
     return 0
 
@@ -290,17 +296,17 @@ def _cmd_pack(args: argparse.Namespace) -> int:
 
 
 def _codec_from_source(source: str, codec_name: str | None, device: str | None):
-    from .checkpoint import is_checkpoint, load_checkpoint
+    from .checkpoint import is_checkpoint
     from .config import config_from_dict
     from .models import build_model, codec_class, codec_from_model, load_source
 
     if is_checkpoint(source):
-        doc = load_checkpoint(source)
-        cls = codec_class(doc["codec"])
-        cfg = config_from_dict(cls.config_class, doc["model_config"])
+        src = load_source(source)
+        cls = codec_class(src.codec)
+        cfg = config_from_dict(cls.config_class, src.config)
         model = build_model(cls, cfg, seed=0)
-        model.load_state_dict(doc["model"])
-        return codec_from_model(cls, model, cfg, device or "cpu", label=f"{Path(source).name} step {doc['step']}")
+        model.load_state_dict(src.state_dict)
+        return codec_from_model(cls, model, cfg, device or "cpu", label=src.description)
     name = codec_name or load_source(source).codec
     return codec_class(name)(weights=source, device=device)
 

@@ -51,6 +51,9 @@ class RunConfig:
         warmup_steps, lr_decay_at, lr_decay_factor: linear warm-up, then the rate is multiplied
             by ``lr_decay_factor`` at each fraction of a segment (the run, or each λ phase).
         clip: gradient-norm clip (0: none).
+        ema: decay per step of an exponential moving average of the weights (0: none); when
+            kept, validation and export use the average, which smooths out the noise of small
+            batches the way a learning-rate decay does, without stopping the run's progress.
         rate_warmup_steps: the rate term is off for the first half of these steps, then its
             weight ramps linearly to 1. With the rate term on from the start, the hybrid's
             analysis transform shrinks ``y`` into the rounding dead zone within a few hundred
@@ -95,6 +98,7 @@ class RunConfig:
     lr_decay_at: tuple[float, ...] = (0.8, 0.95)
     lr_decay_factor: float = 0.1
     clip: float = 1.0
+    ema: float = 0.0
     rate_warmup_steps: int = 0
     steps: int = 100_000
     max_minutes: float | None = None
@@ -176,6 +180,8 @@ class RunConfig:
                 raise ParameterError(f"--{name} must be positive, got {getattr(self, name)}")
         if self.lr <= 0 or self.aux_lr <= 0:
             raise ParameterError("--lr and --aux-lr must be positive")
+        if not 0 <= self.ema < 1:
+            raise ParameterError(f"--ema is a decay per step in [0, 1) (0: off), got {self.ema}")
         if any(not 0 < a <= 1 for a in self.lr_decay_at):
             raise ParameterError(f"--lr-decay-at fractions must lie in (0, 1], got {self.lr_decay_at}")
         if any(not lam > 0 for lam in self.lambda_schedule):
@@ -214,11 +220,11 @@ class RunConfig:
 
 
 # Options that a resumed run may change (the session's budget and reporting, not the model,
-# data or optimisation).
+# data or optimisation). The weight average only watches the optimisation, so it may start later.
 RESUMABLE_FIELDS = frozenset({
     "steps", "max_minutes", "checkpoint_every_minutes", "threads", "device", "log_every",
     "val", "val_images", "val_points", "val_every", "val_crop", "export_name", "final_eval",
-    "final_eval_images",
+    "final_eval_images", "ema",
 })
 
 

@@ -28,7 +28,7 @@ import torch
 from codec import weights as W
 from codec.errors import ParameterError, WeightsError
 
-from .checkpoint import load_checkpoint, save_atomic, training_record
+from .checkpoint import checkpoint_weights, load_checkpoint, save_atomic, training_record
 from .config import RunConfig, config_from_dict
 from .models import build_model, codec_class, coding_state
 
@@ -84,7 +84,7 @@ def _same_state(path: Path, state: dict) -> bool:
 
 def export_checkpoint(checkpoint: str | Path, name: str, weights_dir: str | Path | None = None,
                       fp16: bool = False, default: bool = False, results: dict | None = None,
-                      check: bool = True) -> dict[str, Any]:
+                      check: bool = True, averaged: bool = True) -> dict[str, Any]:
     """Write ``weights_dir/NAME.pt`` from a training checkpoint and update the manifest.
 
     Args:
@@ -96,6 +96,8 @@ def export_checkpoint(checkpoint: str | Path, name: str, weights_dir: str | Path
         results: measured results to record (e.g. a Kodak sweep); the checkpoint's last
             validation is recorded as well.
         check: load the written file through the codec and check a bit-exact round trip.
+        averaged: export the run's moving average of the weights where it kept one (``--ema``);
+            False exports the weights of its last step.
 
     Returns:
         The manifest entry written.
@@ -109,7 +111,7 @@ def export_checkpoint(checkpoint: str | Path, name: str, weights_dir: str | Path
     config = config_from_dict(codec_cls.config_class, doc["model_config"])
     with torch.random.fork_rng(devices=[]):  # a run exporting between phases keeps its RNG
         model = build_model(codec_cls, config, seed=0)
-    model.load_state_dict(doc["model"])
+    model.load_state_dict(checkpoint_weights(doc, averaged))
     state = coding_state(model)
     if fp16:
         params = {n for n, p in model.named_parameters() if p.is_floating_point()}
@@ -153,9 +155,15 @@ def export_checkpoint(checkpoint: str | Path, name: str, weights_dir: str | Path
         "training": training_record(doc, with_history=True),
         "results": {},
     }
-    if doc.get("validation"):
+    if doc.get("ema"):
+        entry["training"]["exported"] = "moving average" if averaged else "last step"
+    # The run measured the weights it reports (the average where it kept one); the last step's
+    # weights were not measured.
+    measured = averaged or not doc.get("ema")
+    if measured and doc.get("validation"):
         entry["results"]["validation"] = doc["validation"]
-    entry["results"].update(doc.get("results") or {})
+    if measured:
+        entry["results"].update(doc.get("results") or {})
     if results:
         entry["results"].update(results)
     if default:

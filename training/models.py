@@ -23,7 +23,7 @@ from codec import weights as W
 from codec.errors import ParameterError, WeightsError
 from codec.learned import LearnedCodec
 
-from .checkpoint import is_checkpoint, load_checkpoint, training_record
+from .checkpoint import checkpoint_weights, is_checkpoint, load_checkpoint, training_record
 
 __all__ = [
     "ENTROPY_TABLE_SUFFIXES",
@@ -99,8 +99,9 @@ def load_source(spec: str | Path, codec: str | None = None) -> Source:
     if is_checkpoint(path):
         doc = load_checkpoint(path)
         history = [training_record(doc)] + list(doc.get("history") or [])
-        src = Source(doc["codec"], dict(doc["model_config"]), doc["model"],
-                     f"checkpoint {path} (step {doc['step']})", history)
+        averaged = " averaged weights" if doc.get("ema") else ""
+        src = Source(doc["codec"], dict(doc["model_config"]), checkpoint_weights(doc),
+                     f"checkpoint {path} (step {doc['step']}{averaged})", history)
     elif path.suffix == ".pt" or path.is_file():
         # A file the manifest lists is checked against its sha256 and keeps its history.
         entry = next((e for e in W.load_manifest() if e.path().resolve() == path.resolve()), None)

@@ -21,6 +21,7 @@ by ``λ(t) = model.lambda_for_rate(t)``; a λ schedule trains phase k at the fix
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -40,6 +41,7 @@ from torch.nn.parallel import DistributedDataParallel
 from codec.errors import ParameterError, WeightsError
 from codec.evaluate import write_curve
 
+from .average import WeightAverage
 from .checkpoint import CHECKPOINT_FORMAT, capture_rng, load_checkpoint, restore_rng, save_atomic
 from .config import RunConfig, apply_overrides, config_from_dict
 from .data import CropSampler, check_crop, find_images, load_images
@@ -196,6 +198,9 @@ class Trainer:
             self.val_images = load_val_images(cfg.val, cfg.val_images, cfg.val_crop)
         if resume is not None:
             self._restore(resume)
+        self.average: WeightAverage | None = None
+        if cfg.ema > 0:
+            self._start_average((resume or {}).get("ema"))
         self.ddp: nn.Module | None = None
         self._stage: str | None = None
         self._set_stage()
@@ -315,6 +320,8 @@ class Trainer:
                 self.aux_optimizer.step()
             self.aux_optimizer.zero_grad(set_to_none=True)
             aux_value = float(aux.detach())
+        if finite and self.average is not None:
+            self.average.update(self.raw)
         self.scheduler.step()
         row = {"loss": float(terms.loss.detach()), "bpp": float(terms.bpp), "bpp_latent": float(terms.bpp_latent),
                "mse": float(terms.mse), "psnr": float(terms.psnr), "aux": aux_value,
@@ -403,19 +410,39 @@ class Trainer:
             log.info("exported %s as weights %r (id %d)", checkpoint, name, entry["weights_id"])
 
     # -- validation ---------------------------------------------------------------------------
+    def _start_average(self, saved: dict | None) -> None:
+        self.average = WeightAverage(self.raw, self.cfg.ema)
+        if saved:
+            try:
+                self.average.load_state_dict(saved)
+            except KeyError as err:
+                raise WeightsError(f"checkpoint's weight average does not fit the model: {err}") from None
+            log.info("weight average (decay %g) continues after %d updates", self.cfg.ema, self.average.updates)
+        else:
+            log.info("weight average (decay %g) starts at step %d; validation and export use it",
+                     self.cfg.ema, self.step)
+
+    def _reported_weights(self) -> contextlib.AbstractContextManager:
+        """The weights validation and export read: the average where the run keeps one."""
+        return self.average.applied(self.raw) if self.average is not None else contextlib.nullcontext()
+
+    def _reported_name(self) -> str:
+        return f"average (ema {self.average.decay:g})" if self.average is not None else "last step"
+
     def run_validation(self) -> None:
-        """Rank 0 codes the validation images with the current weights; others wait."""
+        """Rank 0 codes the validation images with the reported weights; others wait."""
         if self.dist.is_main and self.val_images:
             t0 = time.perf_counter()
-            codec = codec_from_model(self.codec_cls, self.raw, self.model_config, self.device,
-                                     label=f"step {self.step}")
-            rate = None
-            if not self.cfg.continuous:  # the knob of the phase the last step trained
-                lam = self.cfg.lambda_schedule[self.cfg.phase_of(max(self.step - 1, 0))]
-                rate = float(self.raw.rate_for_lambda(lam))
-            points = validation_points(codec, self.cfg.val_points, rate)
-            rows = validate(codec, self.val_images, points)
-            self.validation = {"step": self.step, **summarise(rows, self.val_images)}
+            with self._reported_weights():
+                codec = codec_from_model(self.codec_cls, self.raw, self.model_config, self.device,
+                                         label=f"step {self.step}")
+                rate = None
+                if not self.cfg.continuous:  # the knob of the phase the last step trained
+                    lam = self.cfg.lambda_schedule[self.cfg.phase_of(max(self.step - 1, 0))]
+                    rate = float(self.raw.rate_for_lambda(lam))
+                points = validation_points(codec, self.cfg.val_points, rate)
+                rows = validate(codec, self.val_images, points)
+            self.validation = {"step": self.step, "weights": self._reported_name(), **summarise(rows, self.val_images)}
             self.runlog.validation(self.step, rows)
             log.debug("validation took %.1f s", time.perf_counter() - t0)
         self.dist.barrier()
@@ -423,10 +450,11 @@ class Trainer:
     def run_final_eval(self) -> None:
         """Rank 0 sweeps every operating point of the codec over ``final_eval``; others wait."""
         if self.dist.is_main:
-            codec = codec_from_model(self.codec_cls, self.raw, self.model_config, self.device,
-                                     label=f"step {self.step}")
-            summary, curve = sweep_folder(codec, self.cfg.final_eval, self.cfg.final_eval_images)
-            self.results = {"eval": {"step": self.step, **summary}}
+            with self._reported_weights():
+                codec = codec_from_model(self.codec_cls, self.raw, self.model_config, self.device,
+                                         label=f"step {self.step}")
+                summary, curve = sweep_folder(codec, self.cfg.final_eval, self.cfg.final_eval_images)
+            self.results = {"eval": {"step": self.step, "weights": self._reported_name(), **summary}}
             write_curve(curve, self.out / "final_eval.json")
             log.info("final sweep on %d images of %s: %s", summary["images"], summary["dataset"], ", ".join(
                 f"{p['bpp']:.3f} bpp {p['psnr']:.2f} dB" for p in summary["points"]))
@@ -467,6 +495,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "aux_optimizer": self.aux_optimizer.state_dict() if self.aux_optimizer else None,
             "scheduler": self.scheduler.state_dict(),
+            "ema": self.average.state_dict() if self.average is not None else None,
             "step": self.step,
             "phase": self.cfg.phase_of(max(self.step - 1, 0)),
             "minutes": self.minutes_before + (time.monotonic() - t_start) / 60.0,
