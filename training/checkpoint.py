@@ -1,7 +1,8 @@
 """Training checkpoints: atomic writes, random-generator states, safe loading.
 
-A checkpoint holds what an exact continuation needs: the model (and its moving average, if the run keeps one), both optimisers, the
-learning-rate scheduler, the step, every rank's random generators and data-sampler state.
+A checkpoint holds what an exact continuation needs: the model (and the moving average of its
+weights, if the run keeps one), both optimisers, the learning-rate scheduler, the step, every
+rank's random generators and data-sampler state.
 It is written to a temporary file and renamed over the old one, so a kill at any moment leaves
 either the previous or the new checkpoint, never half of one. Checkpoints hold only tensors
 and plain data and load with ``weights_only=True``.
