@@ -16,16 +16,20 @@ from __future__ import annotations
 import abc
 import dataclasses
 import logging
+import math
+import time
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
+from . import postfilter
 from . import weights as W
-from .base import Codec
+from .base import Codec, CodecResult, ParamSpec
 from .errors import BitstreamError, WeightsError
 
-__all__ = ["LearnedCodec", "select_device", "image_to_tensor", "tensor_to_image", "pad_to_multiple"]
+__all__ = ["LearnedCodec", "POSTFILTER_PARAM", "select_device", "image_to_tensor", "tensor_to_image",
+           "pad_to_multiple"]
 
 log = logging.getLogger(__name__)
 RANDOM_INIT_SEED = 20261122
@@ -66,6 +70,20 @@ def pad_to_multiple(x, multiple: int):
     return F.pad(x, (0, pw, 0, ph), mode="replicate")
 
 
+POSTFILTER_PARAM = ParamSpec(
+    "postfilter", "choice", "auto",
+    "per-image Wiener post-filter, its taps sent in the file: on, off, or auto (the encoder keeps "
+    "it where its gain pays for its bytes; the file says which)", choices=("auto", "on", "off"))
+
+
+def _show_filtered(result: CodecResult, filtered: np.ndarray) -> None:
+    """The post-filtered picture becomes the output; the model's own stays as an intermediate."""
+    result.intermediates["before_postfilter"] = result.image
+    result.image = filtered
+    if "reconstruction" in result.intermediates:
+        result.intermediates["reconstruction"] = filtered
+
+
 class LearnedCodec(Codec):
     """Base of the registry's learned codecs.
 
@@ -103,13 +121,63 @@ class LearnedCodec(Codec):
             p.requires_grad_(False)
         self.model = model
 
-    @abc.abstractmethod
     def unquantized(self, image: np.ndarray, **params: Any) -> np.ndarray:
-        """The picture the transforms give with the latent left unquantized (cropped, 8-bit).
+        """The picture the transforms give with the latent left unquantized (cropped, 8-bit),
+        post-filtered as ``postfilter`` says (its bytes cost nothing at an infinite rate).
 
         No rate can do better: set beside the R-D curve, it tells whether the transforms or the
         entropy model limit the codec at high rates.
         """
+        params = self.resolve_params(params)
+        picture = self._unquantized(image, params)
+        if params["postfilter"] == "off":
+            return picture
+        chosen = postfilter.choose(image, picture, coded_bytes=math.inf, force=params["postfilter"] == "on")
+        return chosen[1] if chosen is not None else picture
+
+    @abc.abstractmethod
+    def _unquantized(self, image: np.ndarray, params: dict[str, Any]) -> np.ndarray:
+        """:meth:`unquantized` before the post-filter, ``params`` resolved."""
+
+    # -- the post-filter (codec.postfilter) -----------------------------------------------------
+    def _postfilter_encode(self, result: CodecResult, original: np.ndarray) -> None:
+        """Fit the post-filter to ``result`` (the model's output, sections without it), keep it
+        as ``params["postfilter"]`` says, and write the final bitstream into ``result``.
+
+        ``result.params`` ends with ``postfilter`` as ``on`` / ``off``: what the file holds.
+        """
+        params = result.params
+        t0 = time.perf_counter()
+        chosen = None
+        if params["postfilter"] != "off":
+            header = self._header_params({**params, "postfilter": "on"})
+            coded = len(self._container(result.width, result.height, header, result.sections))
+            chosen = postfilter.choose(original, result.image, coded, force=params["postfilter"] == "on")
+        if chosen is not None:
+            payload, filtered = chosen
+            result.sections[postfilter.SECTION] = payload
+            _show_filtered(result, filtered)
+        params["postfilter"] = "on" if chosen is not None else "off"
+        result.info["postfilter_bytes"] = len(result.sections.get(postfilter.SECTION, b""))
+        result.bitstream = self._container(result.width, result.height, self._header_params(params),
+                                           result.sections)
+        result.encode_ms += (time.perf_counter() - t0) * 1e3
+
+    def _header_params(self, params: dict[str, Any]) -> dict[str, Any]:
+        """The parameters as the file stores them: switches the encoder decided as booleans."""
+        return {**params, "postfilter": params["postfilter"] == "on"}
+
+    def _postfilter_decode(self, result: CodecResult, sections: dict[str, bytes]) -> None:
+        """Apply the file's post-filter, if it has one, to the decoded ``result``."""
+        on = result.params["postfilter"] == "on"
+        if on != (postfilter.SECTION in sections):
+            raise BitstreamError("corrupt file: the postfilter flag and the postfilter section disagree")
+        result.info["postfilter_bytes"] = len(sections.get(postfilter.SECTION, b""))
+        if not on:
+            return
+        t0 = time.perf_counter()
+        _show_filtered(result, postfilter.apply(result.image, postfilter.unpack(sections[postfilter.SECTION])))
+        result.decode_ms += (time.perf_counter() - t0) * 1e3
 
     # -- weights ------------------------------------------------------------------------------
     def _config_from(self, data: dict | None) -> Any:

@@ -20,7 +20,8 @@ __all__ = ["Panel", "collect_panels", "short_title", "signed_to_rgb", "signed_er
            "FRIENDLY_NAMES"]
 
 # Display order of known intermediates (the hybrid's data flow); unknown ones follow.
-_ORDER = ["jpeg_base", "residual", "residual_decoded", "base_plus_residual", "refined", "refined_discarded"]
+_ORDER = ["jpeg_base", "residual", "residual_decoded", "base_plus_residual", "refined", "refined_discarded",
+          "before_postfilter"]
 FRIENDLY_NAMES = {
     "jpeg_base": "JPEG base",
     "residual": "residual (true)",
@@ -28,6 +29,7 @@ FRIENDLY_NAMES = {
     "base_plus_residual": "base + residual",
     "refined": "refined",
     "refined_discarded": "refined (not kept)",
+    "before_postfilter": "before post-filter",
     "reconstruction": "reconstruction",
 }
 

@@ -52,7 +52,7 @@ def test_round_trip_is_bit_exact(codec, photo, size):
     assert res.dtype == np.float32 and res.shape == (h, w, 3) and np.abs(res).max() <= 1
     assert np.allclose(res, (image / 255.0 - enc.intermediates["jpeg_base"] / 255.0), atol=1e-6)
     assert "residual" not in dec.intermediates  # the true residual exists on the encoder side only
-    assert set(enc.sections) == {"jpeg", *RESIDUAL_SECTIONS}
+    assert set(enc.sections) - {"postfilter"} == {"jpeg", *RESIDUAL_SECTIONS}
     assert enc.info["weights"] == "random-init"
     assert enc.encode_ms > 0 and enc.decode_ms > 0
 
@@ -250,8 +250,8 @@ def test_decoded_anchors_do_not_depend_on_nonanchor_section(wide_codec, photo):
 # -- refinement -------------------------------------------------------------------------------
 def test_refine_off_is_base_plus_residual(codec, photo):
     image = photo[:48, :80]
-    off = codec.encode(image, base_quality=25, rate=0.6, refine=False)
-    on = codec.encode(image, base_quality=25, rate=0.6, refine=True)
+    off = codec.encode(image, base_quality=25, rate=0.6, refine=False, postfilter="off")
+    on = codec.encode(image, base_quality=25, rate=0.6, refine=True, postfilter="off")
     assert "refined" not in off.intermediates
     assert np.array_equal(off.image, off.intermediates["base_plus_residual"])
     base = off.intermediates["jpeg_base"].astype(np.float32) / np.float32(255.0)
@@ -270,7 +270,8 @@ def test_refine_auto_keeps_the_filter_only_where_it_lowers_the_error(photo, bias
     with torch.no_grad():
         codec.model.refine.tail.bias.fill_(bias)
     image = photo[:48, :64]
-    coded = {r: codec.encode(image, base_quality=30, rate=0.5, refine=r) for r in ("auto", "on", "off")}
+    coded = {r: codec.encode(image, base_quality=30, rate=0.5, refine=r, postfilter="off")
+             for r in ("auto", "on", "off")}
     sse = {r: int(((coded[r].image.astype(int) - image) ** 2).sum()) for r in ("on", "off")}
     kept = "on" if sse["on"] < sse["off"] else "off"  # a tie (the identity filter) keeps it off
     auto = coded["auto"]
@@ -297,7 +298,7 @@ def test_unquantized_refines_as_refine_says(photo, bias, expected):
     with torch.no_grad():
         codec.model.refine.tail.bias.fill_(bias)
     image = photo[:40, :56]
-    ceiling = {r: codec.unquantized(image, base_quality=20, refine=r) for r in ("auto", "on", "off")}
+    ceiling = {r: codec.unquantized(image, base_quality=20, refine=r, postfilter="off") for r in ("auto", "on", "off")}
     sse = {r: int(((ceiling[r].astype(int) - image) ** 2).sum()) for r in ("on", "off")}
     assert ("on" if sse["on"] < sse["off"] else "off") == expected
     assert np.array_equal(ceiling["auto"], ceiling[expected])
@@ -314,8 +315,8 @@ def test_refine_changes_the_image_once_trained(photo):
     codec = HybridCodec(weights="random", config=Config.tiny(), device="cpu")
     with torch.no_grad():
         codec.model.refine.tail.bias.fill_(0.05)
-    off = codec.encode(photo[:32, :32], refine=False)
-    on = codec.encode(photo[:32, :32], refine=True)
+    off = codec.encode(photo[:32, :32], refine=False, postfilter="off")
+    on = codec.encode(photo[:32, :32], refine=True, postfilter="off")
     assert not np.array_equal(on.image, off.image)
     assert np.array_equal(on.intermediates["base_plus_residual"], off.image)
     assert np.array_equal(codec.decode(on.bitstream).image, on.image)
@@ -424,7 +425,7 @@ def test_eval_forward_matches_the_coded_bitstream(wide_codec, photo):
     the bytes written (a symbol coded twice, or a context the decoder lacks, would break this)."""
     codec = wide_codec
     image = np.ascontiguousarray(photo[:64, :128])
-    enc = codec.encode(image, base_quality=20, rate=0.9, refine=False)
+    enc = codec.encode(image, base_quality=20, rate=0.9, refine=False, postfilter="off")
     x = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255
     base = torch.from_numpy(enc.intermediates["jpeg_base"]).permute(2, 0, 1)[None].float() / 255
     with torch.no_grad():

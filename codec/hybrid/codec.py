@@ -5,7 +5,9 @@ Sections of a ``.lic`` file, in coding order:
 * ``jpeg``: the base layer, Pillow/libjpeg-turbo at ``base_quality`` and ``subsampling``;
 * ``hyper``: the hyper latent ``z`` (entropy bottleneck, one rANS string);
 * ``anchor``: the anchor half of the residual latent ``y`` (checkerboard pass 1);
-* ``nonanchor``: the other half, conditioned on the anchors (pass 2).
+* ``nonanchor``: the other half, conditioned on the anchors (pass 2);
+* ``postfilter``: where the encoder kept it, the per-image post-filter applied last
+  (:mod:`codec.postfilter`).
 
 Every latent shape follows from the image size in the container header (padded to the model
 stride), so nothing about shapes is read from the sections. The encoder synthesises the
@@ -32,7 +34,7 @@ from ..base import CodecResult, ParamSpec
 from ..container import Container
 from ..errors import BitstreamError
 from ..jpeg import jpeg_decode, jpeg_encode
-from ..learned import LearnedCodec, image_to_tensor, pad_to_multiple, tensor_to_image
+from ..learned import POSTFILTER_PARAM, LearnedCodec, image_to_tensor, pad_to_multiple, tensor_to_image
 from .config import Config
 from .model import SECTION_NAMES, HybridModel
 
@@ -92,6 +94,7 @@ class HybridCodec(LearnedCodec):
                   "lowers this image's error; the file says which)", choices=("auto", "on", "off")),
         ParamSpec("subsampling", "choice", "4:2:0", "chroma subsampling of the JPEG base",
                   choices=("4:2:0", "4:4:4")),
+        POSTFILTER_PARAM,
     )
 
     def required_sections(self, params):
@@ -124,19 +127,20 @@ class HybridCodec(LearnedCodec):
         result = self._result(out, base, sections, params, w, h, original=image)
         self._sync()
         t2 = time.perf_counter()
-        result.bitstream = self._container(
-            w, h, {**result.params, "refine": result.params["refine"] == "on"}, sections)
         result.encode_ms = (t1 - t0 + time.perf_counter() - t2) * 1e3
         result.decode_ms = (t2 - t1) * 1e3
+        self._postfilter_encode(result, image)
         residual = image.astype(np.float32) / 255.0 - base.astype(np.float32) / 255.0
         result.intermediates["residual"] = residual
         return result
 
-    def unquantized(self, image: np.ndarray, **params: Any) -> np.ndarray:
+    def _header_params(self, params: dict[str, Any]) -> dict[str, Any]:
+        return {**super()._header_params(params), "refine": params["refine"] == "on"}
+
+    def _unquantized(self, image: np.ndarray, params: dict[str, Any]) -> np.ndarray:
         """Base + residual with the latent left unquantized, refined as ``refine`` says (``auto``:
         where that is closer to ``image``): what no rate can exceed."""
         h, w = image.shape[:2]
-        params = self.resolve_params(params)
         _, _, x, b = self._inputs(image, params)
         out = self.model.unquantized(x, b, refine=params["refine"] != "off")
         base_plus = tensor_to_image(out["x_hat"][..., :h, :w])
@@ -161,6 +165,7 @@ class HybridCodec(LearnedCodec):
         result = self._result(out, base, dict(c.sections), params, w, h)
         self._sync()
         result.decode_ms = (time.perf_counter() - t0) * 1e3
+        self._postfilter_decode(result, c.sections)
         return result
 
     def _symbol_counts(self, height: int, width: int) -> dict[str, int]:

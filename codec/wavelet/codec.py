@@ -1,7 +1,8 @@
 """The registry codec ``wavelet``: the wavelet latent model behind the :class:`Codec` contract.
 
 Sections: ``hyper`` (ẑ), then one rANS stream per latent band ``LL``, ``LH``, ``HL``, ``HH``;
-each payload is a one-byte stream tag followed by the rANS stream.
+each payload is a one-byte stream tag followed by the rANS stream; ``postfilter`` where the
+encoder kept the per-image post-filter (:mod:`codec.postfilter`).
 The encoder decodes its own sections with the decoder's code path, so the reconstruction it
 returns is, by construction, the one :meth:`decode` produces from the file.
 
@@ -28,7 +29,8 @@ from ..base import CodecResult, ParamSpec
 from ..container import Container
 from ..dwt import BANDS, HIGH_BANDS
 from ..errors import BitstreamError
-from ..learned import LearnedCodec, image_to_tensor, pad_to_multiple, tensor_to_image
+from .. import postfilter
+from ..learned import POSTFILTER_PARAM, LearnedCodec, image_to_tensor, pad_to_multiple, tensor_to_image
 from .config import Config
 from .model import Model
 
@@ -58,6 +60,7 @@ class WaveletCodec(LearnedCodec):
     params = (
         ParamSpec("rate", "float", 0.5, "rate knob: 0 = smallest file, 1 = best quality", 0.0, 1.0,
                   sweep=(0.0, 0.15, 0.3, 0.45, 0.6, 0.75, 0.9, 1.0)),
+        POSTFILTER_PARAM,
     )
 
     def required_sections(self, params):
@@ -97,9 +100,8 @@ class WaveletCodec(LearnedCodec):
         return CodecResult(self.name, params, bitstream, dict(sections), dec["image"], width, height,
                            intermediates=intermediates, info=info)
 
-    def unquantized(self, image: np.ndarray, **params: Any) -> np.ndarray:
-        """The transforms alone, latent unquantized: what no rate can exceed (``params`` unused)."""
-        self.resolve_params(params)
+    def _unquantized(self, image: np.ndarray, params: dict[str, Any]) -> np.ndarray:
+        """The transforms alone, latent unquantized (the rate does not enter)."""
         h, w = image.shape[:2]
         x = pad_to_multiple(image_to_tensor(image, self.device), self.model.stride)
         return tensor_to_image(self.model.unquantized(x)[..., :h, :w])
@@ -111,20 +113,22 @@ class WaveletCodec(LearnedCodec):
         with torch.no_grad():
             enc = self.model.compress(x, params["rate"])
         sections = {name: bytes([_TAGS[name]]) + enc["strings"][name] for name in SECTIONS}
-        bitstream = self._container(w, h, params, sections)
         encode_ms = (time.perf_counter() - t0) * 1e3
         dec, decode_ms = self._decode_sections(sections, w, h, params)
         inter = {f"y_{b}": _energy(enc["y"][b], h, w) for b in BANDS}
-        result = self._result(params, bitstream, sections, dec, w, h, inter)
+        result = self._result(dict(params), b"", sections, dec, w, h, inter)
         result.encode_ms, result.decode_ms = encode_ms, decode_ms
+        self._postfilter_encode(result, image)
         return result
 
     def _decode(self, c: Container, params: dict[str, Any]) -> CodecResult:
-        unknown = sorted(set(c.sections) - set(SECTIONS))
+        valid = SECTIONS + (postfilter.SECTION,)
+        unknown = sorted(set(c.sections) - set(valid))
         if unknown:
             raise BitstreamError(
-                f"wavelet bitstream has unknown section(s) {', '.join(unknown)}; valid: {', '.join(SECTIONS)}")
+                f"wavelet bitstream has unknown section(s) {', '.join(unknown)}; valid: {', '.join(valid)}")
         dec, decode_ms = self._decode_sections(dict(c.sections), c.width, c.height, params)
         result = self._result(params, b"", dict(c.sections), dec, c.width, c.height, {})
         result.decode_ms = decode_ms
+        self._postfilter_decode(result, c.sections)
         return result

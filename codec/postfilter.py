@@ -1,0 +1,208 @@
+"""Content-adaptive post-filter: a per-image Wiener filter whose taps the encoder sends.
+
+A learned decoder is trained to be right on average over its training crops; on one image its
+output still carries a linear, image-specific error (a colour cast, too much or too little
+sharpening, ringing of one orientation). The encoder sees both the original and the decoded
+picture, so it solves for the cross-channel linear filter of a small window that minimises the
+squared error, quantises its taps and writes them into the file; the decoder applies them. It
+is the adaptive loop filter of VVC in its simplest form, for one image rather than per block.
+
+Every output channel c is the decoded channel plus a correction::
+
+    out_c = dec_c + Σ_c' a[c, c'] · (dec_c' − 128) + Σ_{c', k} w[c, c', k] · D_k(dec_c') + b_c
+
+a colour matrix on the centred pixel and, for each point-symmetric pair of offsets {d, −d} of a
+13-pixel diamond (as VVC's chroma filter), a tap on the second difference ``D_k(x)(p) = x(p+d) + x(p−d) − 2 x(p)``, which is zero
+wherever the picture is flat or linear. Coding the filter in these terms rather than as raw
+window taps spans the same filters but keeps their quantisation error off smooth areas (a raw
+tap's rounding error multiplies the pixel value itself). The taps are integers at a scale of
+2^F; the decoder applies them to the 8-bit decoded image as one integer-valued float64
+convolution (every partial sum is an integer far below 2^53, hence exact in any order), so the
+filtered picture is identical wherever it is decoded.
+
+Section payload (``postfilter``): ``shape u8 | F u8 | k u8`` then, for each output channel,
+``NUM_FEATURES`` signed Exp-Golomb-k codes (per input channel its colour tap and its 6 pair
+taps, then the offset), zero-padded to a byte.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import BitstreamError
+
+__all__ = ["SECTION", "PostFilter", "fit", "apply", "pack", "unpack", "choose"]
+
+SECTION = "postfilter"
+SHAPE_ID = 1
+RADIUS = 2  # a diamond of 13 pixels: 6 point-symmetric pairs around the centre
+FRACTION_BITS = 8
+MAX_TAP = 1 << 20  # far more than any useful tap; bounds every sum well below 2^53
+RIDGE = 1e-6
+# The rate a post-filter must pay for: the codecs here gain about 2 to 3 dB per doubling of
+# the rate, so a filter is kept when its gain exceeds 3 dB per doubling of what it adds.
+DB_PER_DOUBLING = 3.0
+_TABLE_ENTRY_BYTES = 1 + len(SECTION) + 8  # the section's entry in the container's table
+
+
+def _pairs(radius: int) -> list[tuple[int, int]]:
+    """One offset d of each point-symmetric pair {d, -d} of the diamond |dy| + |dx| <= radius."""
+    return [(dy, dx) for dy in range(-radius, radius + 1) for dx in range(-radius, radius + 1)
+            if (dy, dx) > (0, 0) and abs(dy) + abs(dx) <= radius]
+
+
+_PAIRS = _pairs(RADIUS)
+_PER_CHANNEL = 1 + len(_PAIRS)
+NUM_FEATURES = 3 * _PER_CHANNEL + 1  # per output channel, the offset last
+_ROWS_PER_BLOCK = 64
+# On large images the fit reads every other row and column: the same taps at a quarter of the
+# work. Small ones have too few pixels to spare.
+_FIT_STEP = 2
+_FIT_SUBSAMPLE_FROM = 256 * 256
+
+
+@dataclass(frozen=True)
+class PostFilter:
+    """Integer taps ``(3, NUM_FEATURES)`` at the scale ``2 ** fraction_bits``."""
+
+    taps: np.ndarray
+    fraction_bits: int = FRACTION_BITS
+
+
+def _design(image: np.ndarray, step: int) -> np.ndarray:
+    """``(pixels, NUM_FEATURES)`` float64 features of every ``step``-th row and column."""
+    r = RADIUS
+    h, w = image.shape[:2]
+    padded = np.pad(image.astype(np.float64), ((r, r), (r, r), (0, 0)), mode="edge")
+
+    def at(dy: int, dx: int) -> np.ndarray:
+        return padded[r + dy:r + dy + h:step, r + dx:r + dx + w:step]
+
+    centre = at(0, 0)
+    cols = []
+    for c in range(3):
+        cols.append(centre[..., c] - 128.0)
+        for dy, dx in _PAIRS:
+            cols.append(at(dy, dx)[..., c] + at(-dy, -dx)[..., c] - 2.0 * centre[..., c])
+    cols.append(np.ones(centre.shape[:2]))
+    return np.stack([col.reshape(-1) for col in cols], axis=1)
+
+
+def fit(original: np.ndarray, decoded: np.ndarray) -> np.ndarray:
+    """Least-squares taps (float, ``(3, NUM_FEATURES)``) taking ``decoded`` towards ``original``."""
+    step = _FIT_STEP if decoded.shape[0] * decoded.shape[1] >= _FIT_SUBSAMPLE_FROM else 1
+    a = _design(decoded, step)
+    target = (original[::step, ::step].astype(np.float64) - decoded[::step, ::step]).reshape(-1, 3)
+    gram, rhs = a.T @ a, a.T @ target
+    # A ridge relative to each feature's own energy, with a floor for features that are zero
+    # on this image (a flat one), keeps the system solvable without shrinking the taps.
+    diag = np.diag(gram)
+    ridge = RIDGE * diag + 1e-9 * (float(np.max(diag)) or 1.0)
+    return np.linalg.solve(gram + np.diag(ridge), rhs).T
+
+
+def quantize(taps: np.ndarray, fraction_bits: int = FRACTION_BITS) -> PostFilter:
+    q = np.clip(np.round(taps * (1 << fraction_bits)), -MAX_TAP + 1, MAX_TAP - 1).astype(np.int64)
+    return PostFilter(q, fraction_bits)
+
+
+def apply(decoded: np.ndarray, pf: PostFilter) -> np.ndarray:
+    """The filtered 8-bit image: exact integer arithmetic, identical on every machine.
+
+    Row blocks bound the memory of the design matrix; each block carries ``RADIUS`` rows of
+    context on either side.
+    """
+    r, f = RADIUS, pf.fraction_bits
+    h, w = decoded.shape[:2]
+    weights = pf.taps.T.astype(np.float64)
+    rows_padded = np.pad(decoded, ((r, r), (0, 0), (0, 0)), mode="edge")
+    out = np.empty_like(decoded)
+    for y0 in range(0, h, _ROWS_PER_BLOCK):
+        y1 = min(h, y0 + _ROWS_PER_BLOCK)
+        a = _design(rows_padded[y0:y1 + 2 * r], 1).reshape(y1 - y0 + 2 * r, w, NUM_FEATURES)
+        acc = (a[r:r + y1 - y0].reshape(-1, NUM_FEATURES) @ weights
+               + decoded[y0:y1].reshape(-1, 3) * float(1 << f) + float(1 << (f - 1)))
+        out[y0:y1] = np.clip(np.floor(acc / (1 << f)), 0, 255).reshape(y1 - y0, w, 3)
+    return out
+
+
+# -- the section ------------------------------------------------------------------------------
+def _zigzag(v: np.ndarray) -> np.ndarray:
+    return np.where(v >= 0, 2 * v, -2 * v - 1)
+
+
+def _eg_bits(values: np.ndarray, k: int) -> int:
+    u = _zigzag(values) + (1 << k)
+    return int(np.sum(2 * np.floor(np.log2(u)).astype(np.int64) + 1 - k))
+
+
+def pack(pf: PostFilter) -> bytes:
+    """The section payload, with the Exp-Golomb order that makes it shortest."""
+    flat = pf.taps.reshape(-1)
+    k = min(range(16), key=lambda order: _eg_bits(flat, order))
+    bits: list[str] = []
+    for u in (_zigzag(flat) + (1 << k)).tolist():
+        n = u.bit_length()
+        bits.append("0" * (n - 1 - k) + format(u, "b"))
+    stream = "".join(bits)
+    stream += "0" * (-len(stream) % 8)
+    body = int(stream, 2).to_bytes(len(stream) // 8, "big") if stream else b""
+    return bytes([SHAPE_ID, pf.fraction_bits, k]) + body
+
+
+def unpack(payload: bytes) -> PostFilter:
+    """Parse a section payload; :class:`BitstreamError` for anything malformed."""
+    if len(payload) < 3:
+        raise BitstreamError("postfilter section is truncated")
+    shape, f, k = payload[0], payload[1], payload[2]
+    if shape != SHAPE_ID:
+        raise BitstreamError(f"postfilter section has unknown shape {shape} (this build knows {SHAPE_ID})")
+    if not 1 <= f <= 16 or k > 15:
+        raise BitstreamError(f"postfilter section has invalid scale 2^{f} or code order {k}")
+    bits = "".join(format(b, "08b") for b in payload[3:])
+    pos, values = 0, []
+    for _ in range(3 * NUM_FEATURES):
+        zeros = 0
+        while pos < len(bits) and bits[pos] == "0":
+            zeros += 1
+            pos += 1
+        n = zeros + 1 + k
+        if zeros > 40 or pos + n > len(bits):
+            raise BitstreamError("postfilter section is truncated or corrupt")
+        u = int(bits[pos:pos + n], 2) - (1 << k)
+        pos += n
+        values.append(u // 2 if u % 2 == 0 else -(u + 1) // 2)
+    if len(bits) - pos >= 8 or "1" in bits[pos:]:
+        raise BitstreamError("postfilter section has bytes after its taps")
+    taps = np.array(values, dtype=np.int64).reshape(3, NUM_FEATURES)
+    if np.abs(taps).max() >= MAX_TAP:
+        raise BitstreamError("postfilter section has out-of-range taps")
+    return PostFilter(taps, f)
+
+
+def _sse(a: np.ndarray, b: np.ndarray) -> float:
+    d = a.astype(np.float64) - b
+    return float(np.sum(d * d))
+
+
+def choose(original: np.ndarray, decoded: np.ndarray, coded_bytes: float,
+           force: bool = False) -> tuple[bytes, np.ndarray] | None:
+    """Fit, quantise and measure the filter: its payload and the filtered image; None when it
+    does not lower the error or its gain does not pay for its bytes (``coded_bytes``: the
+    file's size without it), unless ``force``."""
+    pf = quantize(fit(original, decoded))
+    filtered = apply(decoded, pf)
+    payload = pack(pf)
+    before, after = _sse(original, decoded), _sse(original, filtered)
+    if not force:
+        if after >= before:
+            return None
+        gain_db = 10 * math.log10(before / after) if after > 0 else math.inf
+        added = len(payload) + _TABLE_ENTRY_BYTES
+        cost_db = DB_PER_DOUBLING * math.log2(1 + added / max(coded_bytes, 1))
+        if gain_db <= cost_db:
+            return None
+    return payload, filtered
