@@ -14,13 +14,15 @@ STAMP := $(VENV)/.installed
 # checkpoint rather than from named weights.
 KODAK ?= ../shared/data/kodak
 ANCHORS ?= ../shared/anchors/kodak
-CODECS ?= jpeg,hybrid,hybrid:refine=on,hybrid:refine=off,wavelet
+# Each learned codec also without its post-filter, and the hybrid without its refinement filter
+# and without both, so that each stage's gain is measured in the same run.
+CODECS ?= jpeg,hybrid,hybrid:refine=off,hybrid:postfilter=off,hybrid:refine=off:postfilter=off,wavelet,wavelet:postfilter=off
 JOBS ?= 2
 LEARNING := results/learning
 CURVES ?= $(LEARNING)/wavelet-cpu-s1-val.csv=wavelet $(LEARNING)/wavelet-cpu-s2-val.csv=wavelet+wavelet-cpu-s1 \
 	$(LEARNING)/wavelet-cpu-s3-val.csv=wavelet+11339 \
 	$(LEARNING)/wavelet-s5-val.csv=wavelet+wavelet-gpu-s4 $(LEARNING)/wavelet-s6-val.csv=wavelet+wavelet-s5 \
-	$(LEARNING)/wavelet-s9-val.csv=wavelet+wavelet-gpu-s8b \
+	$(LEARNING)/wavelet-s9-val.csv=wavelet+wavelet-gpu-s8b $(LEARNING)/wavelet-s10-val.csv=wavelet+wavelet-s9 \
 	$(LEARNING)/hybrid-cpu-s1-val.csv=hybrid $(LEARNING)/hybrid-cpu-s2-val.csv=hybrid+10000
 
 $(STAMP): pyproject.toml

@@ -275,22 +275,12 @@ def _cmd_eval(args, options) -> int:
     if not any(name == "jpeg" and not fixed for name, fixed in specs):
         specs.insert(0, ("jpeg", {}))  # the reference every table is measured against
     curves = _sweep_all(specs, images, args)
-    plain: dict[str, Any] = {}  # codec name -> its curve swept without fixed parameters
-    variants = []  # (codec name, curve) of the sweeps with fixed parameters
-    for (name, fixed), curve in zip(specs, curves):
-        if fixed:
-            variants.append((name, curve))
-        else:
-            plain[name] = curve
+    for curve in curves:
         ev.write_curve(curve, out / f"{curve.name}.json")
     anchors = ev.read_curves(args.anchors) if args.anchors else []
     jpeg = next(c for c in curves if c.name == "jpeg")
     rows = ev.bd_table([c for c in curves if c is not jpeg], [jpeg])
-    # A codec against its own variant measures what the fixed parameter is worth, e.g. the
-    # hybrid's refinement as hybrid vs hybrid_refine-false.
-    for name, variant in variants:
-        if name in plain and name != "jpeg":
-            rows += ev.bd_table([plain[name]], [variant])
+    rows += ev.bd_table_of_stages(specs, curves)
     rows += ev.bd_table(curves, anchors)
     table = ev.format_bd_table(rows)
     (out / "bd_rate.md").write_text(

@@ -12,7 +12,7 @@ import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -218,6 +218,23 @@ def bd_table(tests: Sequence[Curve], references: Sequence[Curve]) -> list[dict[s
             })
     return rows
 
+
+def bd_table_of_stages(specs: Sequence[tuple[str, Mapping[str, Any]]],
+                       curves: Sequence[Curve]) -> list[dict[str, Any]]:
+    """BD rows that measure what fixed parameters are worth: a codec's sweep against each of its
+    sweeps with fixed parameters (the hybrid against ``refine=off``: what refinement gives), and a
+    sweep against one that fixes one parameter more (``postfilter=off`` against
+    ``refine=off,postfilter=off``: the refinement filter alone). ``specs[i]`` is
+    ``(codec name, fixed parameters)`` of ``curves[i]``; JPEG's variants are left out."""
+    rows: list[dict[str, Any]] = []
+    for (name, fixed), curve in zip(specs, curves):
+        for (other, more), reference in zip(specs, curves):
+            if other != name or name == "jpeg" or reference is curve:
+                continue
+            extra = set(more.items()) - set(fixed.items())
+            if set(fixed.items()) < set(more.items()) and (not fixed or len(extra) == 1):
+                rows += bd_table([curve], [reference])
+    return rows
 
 def format_bd_table(rows: Sequence[dict[str, Any]]) -> str:
     """A Markdown table of :func:`bd_table` rows."""

@@ -162,6 +162,24 @@ def test_upper_hull_keeps_only_the_best_trade_offs():
     assert upper_hull([], []) == []
 
 
+def test_stage_table_pairs_each_sweep_with_the_one_that_turns_one_more_stage_off():
+    from codec.evaluate import Curve, bd_table_of_stages
+
+    def curve(name, gain):
+        return Curve(name, [0.25, 0.5, 1.0, 2.0], [28.0 + gain, 31.0 + gain, 34.0 + gain, 37.0 + gain])
+
+    specs = [("jpeg", {}), ("jpeg", {"subsampling": "4:4:4"}), ("hybrid", {}), ("hybrid", {"refine": "off"}),
+             ("hybrid", {"postfilter": "off"}), ("hybrid", {"refine": "off", "postfilter": "off"}),
+             ("wavelet", {}), ("wavelet", {"postfilter": "off"})]
+    names = ["jpeg", "jpeg_444", "hybrid", "h_r", "h_p", "h_rp", "wavelet", "w_p"]
+    gains = [0.0, 0.1, 0.5, 0.3, 0.4, 0.2, 0.6, 0.5]
+    rows = bd_table_of_stages(specs, [curve(n, g) for n, g in zip(names, gains)])
+    pairs = {(r["codec"], r["reference"]): r["bd_psnr_db"] for r in rows}
+    assert set(pairs) == {("hybrid", "h_r"), ("hybrid", "h_p"), ("hybrid", "h_rp"), ("h_r", "h_rp"),
+                          ("h_p", "h_rp"), ("wavelet", "w_p")}
+    assert pairs[("h_p", "h_rp")] == pytest.approx(0.2) and pairs[("hybrid", "h_rp")] == pytest.approx(0.3)
+
+
 def test_grid_codes_every_combination_and_marks_the_hull(tmp_path, png, capsys):
     out = tmp_path / "grid.json"
     assert main(["grid", str(png.parent), "--codec", "jpeg", "--param", "quality=10,50,90",
