@@ -656,3 +656,21 @@ def test_learning_curve_gain_is_read_off_the_reference_in_log_bpp():
     assert gain_over(reference, 0.5, 30.0) == pytest.approx(1.0)
     assert gain_over(reference, 0.5 ** 0.5, 30.0) == pytest.approx(30.0 - 30.5)  # midway in log(bpp)
     assert np.isnan(gain_over(reference, 2.0, 40.0)) and np.isnan(gain_over(reference, 0.1, 20.0))
+
+
+def test_learning_curve_measures_each_log_against_jpeg_on_its_own_pictures(tmp_path):
+    from training.curve import ValPoint, plot_learning_curve, read_val_csv
+
+    log = tmp_path / "val.csv"
+    log.write_text('step,image,rate,params,bpp,psnr,encode_ms,crop\n'
+                   '10,mean,0.5,"{""rate"": 0.5}",0.5,30.0,1.0,0\n')
+    old = tmp_path / "old.csv"  # written before the crop column
+    old.write_text('step,image,rate,params,bpp,psnr,encode_ms\n5,mean,0.5,"{""rate"": 0.5}",0.5,30.0,1.0\n')
+    assert read_val_csv(log)[0].crop == 0 and read_val_csv(old)[0].crop is None
+    whole = (np.array([0.25, 1.0]), np.array([27.0, 31.0]))
+    crops = (np.array([0.25, 1.0]), np.array([25.0, 29.0]))
+    runs = {"a": read_val_csv(log), "b": [ValPoint(5, '{"rate": 0.5}', 0.5, 30.0, 256)]}
+    rows = plot_learning_curve(runs, tmp_path / "c.png", {0: whole, 256: crops})
+    assert {r["run"]: round(r["gain_db"], 3) for r in rows} == {"a": 1.0, "b": 3.0}
+    with pytest.raises(ParameterError, match="256"):
+        plot_learning_curve(runs, tmp_path / "c.png", {0: whole})

@@ -168,7 +168,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="code JPEG on these validation images (default: the run's --val, read "
                         "from run.json beside the first log)")
     c.add_argument("--images", type=int, help="validation images (default: the run's --val-images)")
-    c.add_argument("--crop", type=int, help="centre crop (default: the run's --val-crop)")
+    c.add_argument("--crop", type=int,
+                   help="centre crop of the logs that do not record theirs (default: the run's --val-crop)")
     c.add_argument("--no-reference", action="store_true", help="plot the R-D per step only")
     c.add_argument("--title", default="")
     return p.parse_args(argv)
@@ -351,30 +352,34 @@ def _cmd_curve(args: argparse.Namespace) -> int:
     from .export import trained_steps
     from .validate import load_val_images
 
+    folder, count, crop = args.reference, args.images, args.crop
+    run_json = Path(_log_spec(args.logs[0])[0]).with_name("run.json")
+    if run_json.is_file():
+        run = json.loads(run_json.read_text()).get("run", {})
+        folder = folder or run.get("val")
+        count = run.get("val_images") if count is None else count
+        crop = run.get("val_crop") if crop is None else crop
     runs: dict[str, list] = {}
     for spec in args.logs:
         path, name, steps_before = _log_spec(spec)
         if isinstance(steps_before, str):
             steps_before = trained_steps(steps_before)
+        # A log without its crop (written before the column existed) was measured on --crop.
         runs.setdefault(name, []).extend(
-            dataclasses.replace(p, step=p.step + steps_before) for p in read_val_csv(path))
-    reference = None
+            dataclasses.replace(p, step=p.step + steps_before, crop=p.crop if p.crop is not None else crop or 0)
+            for p in read_val_csv(path))
+    references = None
     if not args.no_reference:
-        folder, count, crop = args.reference, args.images, args.crop
-        run_json = Path(_log_spec(args.logs[0])[0]).with_name("run.json")
-        if run_json.is_file():
-            run = json.loads(run_json.read_text()).get("run", {})
-            folder = folder or run.get("val")
-            count = run.get("val_images") if count is None else count
-            crop = run.get("val_crop") if crop is None else crop
         if not folder:
             raise ParameterError("no validation folder for the JPEG reference: pass --reference DIR "
                                  "(or --no-reference)")
-        images = load_val_images(folder, 4 if count is None else count, crop or 0)
-        if not images:
-            raise ParameterError(f"no images in {folder} for the JPEG reference")
-        reference = jpeg_reference([im.pixels for im in images])
-    rows = plot_learning_curve(runs, args.out, reference, args.title)
+        references = {}
+        for c in sorted({p.crop for points in runs.values() for p in points}):
+            images = load_val_images(folder, 4 if count is None else count, c)
+            if not images:
+                raise ParameterError(f"no images in {folder} for the JPEG reference")
+            references[c] = jpeg_reference([im.pixels for im in images])
+    rows = plot_learning_curve(runs, args.out, references, args.title)
     for r in rows:
         gain = "" if r["gain_db"] != r["gain_db"] else f"  {r['gain_db']:+.2f} dB vs JPEG"
         print(f"{r['run']} step {r['step']}  {r['point']:<28} {r['bpp']:.4f} bpp  {r['psnr']:.2f} dB{gain}")

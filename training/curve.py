@@ -1,8 +1,8 @@
 """Learning curves: how a run's validation R-D moved with training steps.
 
 A run's ``val.csv`` (written by the trainer) holds, for every validation, the mean bpp and PSNR
-of each validated operating point, measured from real bitstreams. Against JPEG coded on the very
-same validation crops, each point becomes one number — its PSNR gain over JPEG at the same bpp —
+of each validated operating point, measured from real bitstreams, and the crop it validated on.
+Against JPEG coded on the very same pictures, each point becomes one number — its PSNR gain over JPEG at the same bpp —
 and the run's progress becomes a curve of that gain against steps. The gain is read off JPEG's
 own R-D curve by interpolating PSNR linearly in log(bpp); points outside JPEG's bpp range get
 none rather than an extrapolated one.
@@ -32,10 +32,12 @@ class ValPoint:
     params: str   # the operating point, as JSON (one curve per distinct value)
     bpp: float
     psnr: float
+    crop: int | None = None  # the validation crop (0: whole images); None where the log does not say
 
 
 def read_val_csv(path: str | Path) -> list[ValPoint]:
-    """The per-point means (rows whose image is ``mean``) of a trainer's ``val.csv``."""
+    """The per-point means (rows whose image is ``mean``) of a trainer's ``val.csv``; the
+    ``crop`` column, which logs before it lack, says which pictures they were measured on."""
     path = Path(path)
     try:
         with path.open(newline="") as f:
@@ -46,7 +48,8 @@ def read_val_csv(path: str | Path) -> list[ValPoint]:
     if not rows or not need <= set(rows[0]):
         raise ParameterError(f"{path} is not a validation log (needs columns {', '.join(sorted(need))})")
     try:
-        return [ValPoint(int(r["step"]), r["params"], float(r["bpp"]), float(r["psnr"]))
+        return [ValPoint(int(r["step"]), r["params"], float(r["bpp"]), float(r["psnr"]),
+                         int(r["crop"]) if r.get("crop") not in (None, "") else None)
                 for r in rows if r["image"] == "mean"]
     except ValueError as exc:
         raise ParameterError(f"{path}: malformed row ({exc})") from None
@@ -77,10 +80,20 @@ def gain_over(reference: tuple[np.ndarray, np.ndarray], bpp: float, psnr: float)
 
 
 def plot_learning_curve(runs: dict[str, list[ValPoint]], path: str | Path,
-                        reference: tuple[np.ndarray, np.ndarray] | None = None,
+                        references: dict[int, tuple[np.ndarray, np.ndarray]] | None = None,
                         title: str = "") -> list[dict]:
-    """Plot each run's validation R-D per step (left) and, with a JPEG ``reference``, each
-    point's gain over JPEG against steps (right). Returns the table rows of the latest step."""
+    """Plot each run's validation R-D per step (left) and, with JPEG ``references`` (per
+    validation crop, 0 for whole images), each point's gain over JPEG on the same pictures
+    against steps (right). Every point must say its crop. Returns the rows of the latest step."""
+    reference = None
+    if references:
+        missing = sorted({p.crop for points in runs.values() for p in points} - set(references), key=str)
+        if missing:
+            raise ParameterError(f"no JPEG reference for validation crop(s) {missing}")
+
+        def gain(p: ValPoint) -> float:
+            return gain_over(references[p.crop], p.bpp, p.psnr)
+        reference = references
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -103,16 +116,18 @@ def plot_learning_curve(runs: dict[str, list[ValPoint]], path: str | Path,
         if reference is not None:
             for params in sorted({p.params for p in points}):
                 series = sorted((p for p in points if p.params == params), key=lambda p: p.step)
-                gains = [gain_over(reference, p.bpp, p.psnr) for p in series]
+                gains = [gain(p) for p in series]
                 gain_ax.plot([p.step for p in series], gains, marker + "-", markersize=4,
                              label=f"{name} {_short(params)}")
         last = max(steps) if steps else None
         for p in sorted((p for p in points if p.step == last), key=lambda p: p.bpp):
             latest.append({"run": name, "step": p.step, "point": _short(p.params), "bpp": p.bpp,
                            "psnr": p.psnr,
-                           "gain_db": gain_over(reference, p.bpp, p.psnr) if reference is not None else math.nan})
+                           "gain_db": gain(p) if reference is not None else math.nan})
     if reference is not None:
-        rd.plot(*reference, "k--", linewidth=1.5, label="JPEG on the same crops")
+        for crop, (ref_bpp, ref_psnr) in sorted(reference.items()):
+            where = f"{crop}² crops" if crop else "whole images"
+            rd.plot(ref_bpp, ref_psnr, "k--" if crop else "k:", linewidth=1.5, label=f"JPEG, {where}")
         gain_ax.axhline(0, color="k", linestyle="--", linewidth=1)
         gain_ax.set_xlabel("training step")
         gain_ax.set_ylabel("PSNR gain over JPEG at equal bpp (dB)")

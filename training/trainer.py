@@ -443,7 +443,7 @@ class Trainer:
                 points = validation_points(codec, self.cfg.val_points, rate)
                 rows = validate(codec, self.val_images, points)
             self.validation = {"step": self.step, "weights": self._reported_name(), **summarise(rows, self.val_images)}
-            self.runlog.validation(self.step, rows)
+            self.runlog.validation(self.step, [{**r, "crop": self.cfg.val_crop} for r in rows])
             log.debug("validation took %.1f s", time.perf_counter() - t0)
         self.dist.barrier()
 
