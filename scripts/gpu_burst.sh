@@ -31,8 +31,10 @@ WEIGHTS=${LIC_WEIGHTS_DIR:-weights}
 mkdir -p "$OUT" "$RUNS"
 CODECS=${CODECS:-wavelet hybrid}
 mins() { python3 -c "print(round($MIN * $1, 2))"; }
+# --ema: each run keeps a moving average of its weights, which its checkpoint hands on (--init)
+# and its export writes: on the CPU it matched a tenfold decay's gain while the rate stayed high.
 common=(--data "$DATA" --device "$DEV" --threads 4 --steps 10000000 --log-every 100
-        --checkpoint-every-minutes 1000 --batch 16 --crop 256)
+        --checkpoint-every-minutes 1000 --batch 16 --crop 256 --ema 0.999)
 
 wavelet() {
     $TRAIN wavelet "${common[@]}" --init "${WAVELET_INIT:-default}" --out $RUNS/wavelet \
