@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Iterator
 
 import numpy as np
 
@@ -57,7 +58,9 @@ def _pairs(radius: int) -> list[tuple[int, int]]:
 _PAIRS = _pairs(RADIUS)
 _PER_CHANNEL = 1 + len(_PAIRS)
 NUM_FEATURES = 3 * _PER_CHANNEL + 1  # per output channel, the offset last
-_ROWS_PER_BLOCK = 64
+# Design matrices are built a band of rows at a time, about this many pixels each: 46 MB of
+# float64 features, whatever the image size.
+_PIXELS_PER_BLOCK = 1 << 18
 # On large images the fit reads every other row and column: the same taps at a quarter of the
 # work. Small ones have too few pixels to spare.
 _FIT_STEP = 2
@@ -72,31 +75,39 @@ class PostFilter:
     fraction_bits: int = FRACTION_BITS
 
 
-def _design(image: np.ndarray, step: int) -> np.ndarray:
-    """``(pixels, NUM_FEATURES)`` float64 features of every ``step``-th row and column."""
+def _bands(image: np.ndarray, step: int) -> Iterator[tuple[int, int, np.ndarray]]:
+    """``(y0, y1, features)`` for bands of every ``step``-th row of ``image``: the float64
+    ``(pixels, NUM_FEATURES)`` design matrix of rows ``y0:y1:step``, columns ``::step``."""
     r = RADIUS
     h, w = image.shape[:2]
-    padded = np.pad(image.astype(np.float64), ((r, r), (r, r), (0, 0)), mode="edge")
+    padded = np.pad(image, ((r, r), (r, r), (0, 0)), mode="edge")
+    rows = max(1, _PIXELS_PER_BLOCK * step * step // w) // step * step or step
+    for y0 in range(0, h, rows):
+        y1 = min(h, y0 + rows)
+        band = padded[y0:y1 + 2 * r].astype(np.float64)
 
-    def at(dy: int, dx: int) -> np.ndarray:
-        return padded[r + dy:r + dy + h:step, r + dx:r + dx + w:step]
+        def at(dy: int, dx: int) -> np.ndarray:
+            return band[r + dy:r + dy + y1 - y0:step, r + dx:r + dx + w:step]
 
-    centre = at(0, 0)
-    cols = []
-    for c in range(3):
-        cols.append(centre[..., c] - 128.0)
-        for dy, dx in _PAIRS:
-            cols.append(at(dy, dx)[..., c] + at(-dy, -dx)[..., c] - 2.0 * centre[..., c])
-    cols.append(np.ones(centre.shape[:2]))
-    return np.stack([col.reshape(-1) for col in cols], axis=1)
+        centre = at(0, 0)
+        cols = []
+        for c in range(3):
+            cols.append(centre[..., c] - 128.0)
+            for dy, dx in _PAIRS:
+                cols.append(at(dy, dx)[..., c] + at(-dy, -dx)[..., c] - 2.0 * centre[..., c])
+        cols.append(np.ones(centre.shape[:2]))
+        yield y0, y1, np.stack([col.reshape(-1) for col in cols], axis=1)
 
 
 def fit(original: np.ndarray, decoded: np.ndarray) -> np.ndarray:
     """Least-squares taps (float, ``(3, NUM_FEATURES)``) taking ``decoded`` towards ``original``."""
     step = _FIT_STEP if decoded.shape[0] * decoded.shape[1] >= _FIT_SUBSAMPLE_FROM else 1
-    a = _design(decoded, step)
-    target = (original[::step, ::step].astype(np.float64) - decoded[::step, ::step]).reshape(-1, 3)
-    gram, rhs = a.T @ a, a.T @ target
+    gram = np.zeros((NUM_FEATURES, NUM_FEATURES))
+    rhs = np.zeros((NUM_FEATURES, 3))
+    for y0, y1, a in _bands(decoded, step):
+        target = (original[y0:y1:step, ::step].astype(np.float64) - decoded[y0:y1:step, ::step]).reshape(-1, 3)
+        gram += a.T @ a
+        rhs += a.T @ target
     # A ridge relative to each feature's own energy, with a floor for features that are zero
     # on this image (a flat one), keeps the system solvable without shrinking the taps.
     diag = np.diag(gram)
@@ -110,21 +121,13 @@ def quantize(taps: np.ndarray, fraction_bits: int = FRACTION_BITS) -> PostFilter
 
 
 def apply(decoded: np.ndarray, pf: PostFilter) -> np.ndarray:
-    """The filtered 8-bit image: exact integer arithmetic, identical on every machine.
-
-    Row blocks bound the memory of the design matrix; each block carries ``RADIUS`` rows of
-    context on either side.
-    """
-    r, f = RADIUS, pf.fraction_bits
-    h, w = decoded.shape[:2]
+    """The filtered 8-bit image: exact integer arithmetic, identical on every machine."""
+    f = pf.fraction_bits
+    w = decoded.shape[1]
     weights = pf.taps.T.astype(np.float64)
-    rows_padded = np.pad(decoded, ((r, r), (0, 0), (0, 0)), mode="edge")
     out = np.empty_like(decoded)
-    for y0 in range(0, h, _ROWS_PER_BLOCK):
-        y1 = min(h, y0 + _ROWS_PER_BLOCK)
-        a = _design(rows_padded[y0:y1 + 2 * r], 1).reshape(y1 - y0 + 2 * r, w, NUM_FEATURES)
-        acc = (a[r:r + y1 - y0].reshape(-1, NUM_FEATURES) @ weights
-               + decoded[y0:y1].reshape(-1, 3) * float(1 << f) + float(1 << (f - 1)))
+    for y0, y1, a in _bands(decoded, 1):
+        acc = a @ weights + decoded[y0:y1].reshape(-1, 3) * float(1 << f) + float(1 << (f - 1))
         out[y0:y1] = np.clip(np.floor(acc / (1 << f)), 0, 255).reshape(y1 - y0, w, 3)
     return out
 

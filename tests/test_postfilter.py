@@ -35,8 +35,10 @@ def _direct(decoded: np.ndarray, pf: P.PostFilter) -> np.ndarray:
     return out.astype(np.uint8)
 
 
-@pytest.mark.parametrize("h, w, bound", [(1, 1, 300), (7, 150, 4000), (131, 67, P.MAX_TAP - 1)])
-def test_apply_is_the_integer_filter_exactly(rng, h, w, bound):
+@pytest.mark.parametrize("h, w, bound, block", [(1, 1, 300, 1 << 18), (7, 150, 4000, 1 << 18),
+                                                (131, 67, P.MAX_TAP - 1, 1 << 18), (131, 67, 4000, 500)])
+def test_apply_is_the_integer_filter_exactly(rng, monkeypatch, h, w, bound, block):
+    monkeypatch.setattr(P, "_PIXELS_PER_BLOCK", block)  # 500: bands of 7 rows
     image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
     pf = P.PostFilter(rng.integers(-bound, bound + 1, (3, P.NUM_FEATURES)), 8)
     assert np.array_equal(P.apply(image, pf), _direct(image, pf))
@@ -44,7 +46,7 @@ def test_apply_is_the_integer_filter_exactly(rng, h, w, bound):
     assert np.array_equal(P.apply(image, identity), image)
 
 
-def test_fit_undoes_a_linear_degradation(photo):
+def test_fit_undoes_a_linear_degradation(photo, monkeypatch):
     """A blur plus a colour cast is what the filter can model: it must take most of it back."""
     x = photo.astype(np.float64)
     blurred = (x + np.roll(x, 1, 0) + np.roll(x, -1, 0) + np.roll(x, 1, 1) + np.roll(x, -1, 1)) / 5
@@ -54,7 +56,8 @@ def test_fit_undoes_a_linear_degradation(photo):
     def psnr(a):
         return 10 * np.log10(255 ** 2 / np.mean((a.astype(np.float64) - photo) ** 2))
 
-    filtered = P.apply(degraded, P.quantize(P.fit(photo, degraded)))
+    taps = P.fit(photo, degraded)
+    filtered = P.apply(degraded, P.quantize(taps))
     assert psnr(filtered) > psnr(degraded) + 3
     chosen = P.choose(photo, degraded, coded_bytes=20_000)
     assert chosen is not None and np.array_equal(chosen[1], filtered)
@@ -63,6 +66,8 @@ def test_fit_undoes_a_linear_degradation(photo):
     # The same gain does not pay for its bytes in a 40-byte file, unless forced.
     assert P.choose(photo, degraded, coded_bytes=40) is None
     assert P.choose(photo, degraded, coded_bytes=40, force=True) is not None
+    monkeypatch.setattr(P, "_PIXELS_PER_BLOCK", 300)  # bands of 2 rows: the same sums
+    np.testing.assert_allclose(P.fit(photo, degraded), taps, rtol=1e-9, atol=1e-9)
 
 
 def test_section_round_trip_and_malformed_payloads(rng):
