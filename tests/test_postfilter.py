@@ -35,13 +35,17 @@ def _direct(decoded: np.ndarray, pf: P.PostFilter) -> np.ndarray:
     return out.astype(np.uint8)
 
 
-@pytest.mark.parametrize("h, w, bound, block", [(1, 1, 300, 1 << 18), (7, 150, 4000, 1 << 18),
-                                                (131, 67, P.MAX_TAP - 1, 1 << 18), (131, 67, 4000, 500)])
+@pytest.mark.parametrize("h, w, bound, block", [(1, 1, 300, 1 << 15), (7, 150, 4000, 1 << 15),
+                                                (131, 67, P.MAX_TAP - 1, 1 << 15), (131, 67, 4000, 500)])
 def test_apply_is_the_integer_filter_exactly(rng, monkeypatch, h, w, bound, block):
     monkeypatch.setattr(P, "_PIXELS_PER_BLOCK", block)  # 500: bands of 7 rows
     image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
     pf = P.PostFilter(rng.integers(-bound, bound + 1, (3, P.NUM_FEATURES)), 8)
     assert np.array_equal(P.apply(image, pf), _direct(image, pf))
+    # The largest sums the format allows: every tap at its bound, on the most extreme pixels.
+    extreme = np.where(rng.random((h, w, 3)) < 0.5, 0, 255).astype(np.uint8)
+    worst = P.PostFilter(np.full((3, P.NUM_FEATURES), -(P.MAX_TAP - 1)), P.MAX_FRACTION_BITS)
+    assert np.array_equal(P.apply(extreme, worst), _direct(extreme, worst))
     identity = P.PostFilter(np.zeros((3, P.NUM_FEATURES), dtype=np.int64), 8)
     assert np.array_equal(P.apply(image, identity), image)
 
@@ -71,10 +75,10 @@ def test_fit_undoes_a_linear_degradation(photo, monkeypatch):
 
 
 def test_section_round_trip_and_malformed_payloads(rng):
-    pf = P.PostFilter(rng.integers(-3000, 3000, (3, P.NUM_FEATURES)), 9)
+    pf = P.PostFilter(rng.integers(-1000, 1000, (3, P.NUM_FEATURES)), 7)
     payload = P.pack(pf)
     back = P.unpack(payload)
-    assert back.fraction_bits == 9 and np.array_equal(back.taps, pf.taps)
+    assert back.fraction_bits == 7 and np.array_equal(back.taps, pf.taps)
     small = P.pack(P.PostFilter(rng.integers(-2, 3, (3, P.NUM_FEATURES)), 8))
     assert len(small) < len(payload)  # the code order follows the taps' size
     bad = {
@@ -82,6 +86,8 @@ def test_section_round_trip_and_malformed_payloads(rng):
         "empty": b"",
         "unknown shape": bytes([7]) + payload[1:],
         "scale": payload[:1] + bytes([0]) + payload[2:],
+        "finer scale than exactness allows": payload[:1] + bytes([P.MAX_FRACTION_BITS + 1]) + payload[2:],
+        "tap out of range": P.pack(P.PostFilter(np.full((3, P.NUM_FEATURES), P.MAX_TAP), 8)),
         "trailing": payload + b"\x00",
         "all ones": payload[:3] + b"\xff" * 8,
     }
@@ -103,12 +109,14 @@ def test_codecs_flag_the_filter_and_decode_it_exactly(codecs, photo, name):
     image = photo[:64, :96]
     on = codec.encode(image, postfilter="on")
     off = codec.encode(image, postfilter="off")
-    auto = codec.encode(image)  # an untrained model leaves plenty for the filter to fix
+    auto = codec.encode(image)
     assert on.params["postfilter"] == "on" and P.SECTION in on.sections
     assert off.params["postfilter"] == "off" and P.SECTION not in off.sections
-    assert auto.params["postfilter"] == "on" and auto.bitstream == on.bitstream
     assert np.array_equal(on.intermediates["before_postfilter"], off.image)
-    assert ((on.image.astype(int) - image) ** 2).sum() < ((off.image.astype(int) - image) ** 2).sum()
+    kept = auto.params["postfilter"]
+    assert auto.bitstream == {"on": on, "off": off}[kept].bitstream
+    if kept == "on":  # auto keeps it only where it lowers the error
+        assert ((on.image.astype(int) - image) ** 2).sum() < ((off.image.astype(int) - image) ** 2).sum()
     assert on.info["postfilter_bytes"] == len(on.sections[P.SECTION])
     for enc in (on, off):
         dec = codec.decode(enc.bitstream)
