@@ -77,8 +77,10 @@ POSTFILTER_PARAM = ParamSpec(
 
 
 def _show_filtered(result: CodecResult, filtered: np.ndarray) -> None:
-    """The post-filtered picture becomes the output; the model's own stays as an intermediate."""
-    result.intermediates["before_postfilter"] = result.image
+    """The post-filtered picture becomes the output; the model's own stays as an intermediate
+    (under its own name where no other intermediate shows it already, as the hybrid's do)."""
+    if not any(v is result.image for k, v in result.intermediates.items() if k != "reconstruction"):
+        result.intermediates["before_postfilter"] = result.image
     result.image = filtered
     if "reconstruction" in result.intermediates:
         result.intermediates["reconstruction"] = filtered

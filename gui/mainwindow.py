@@ -197,7 +197,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.splitter.addWidget(self.side)
         self.splitter.addWidget(right)
         self.splitter.setStretchFactor(1, 1)
-        self.splitter.setSizes([360, 1200])
+        self.splitter.setSizes([360 + self.side.verticalScrollBar().sizeHint().width(), 1200])
         self.setCentralWidget(self.splitter)
         # -- status bar
         self.readout = QtWidgets.QLabel("")

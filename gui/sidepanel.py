@@ -59,7 +59,8 @@ class SidePanel(QtWidgets.QScrollArea):
         lay.addStretch(1)
         self.setWidgetResizable(True)
         self.setWidget(body)
-        self.setMinimumWidth(330)
+        # Room for the cards beside the vertical scroll bar, which appears once they outgrow the window.
+        self.setMinimumWidth(330 + self.verticalScrollBar().sizeHint().width())
         self.setHorizontalScrollBarPolicy(QtCore.Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
 
     def _request_match(self, *_args) -> None:
