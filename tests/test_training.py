@@ -323,6 +323,8 @@ def test_validation_does_not_perturb_training(folders, tmp_path):
     rows = (tmp_path / "b" / "val.csv").read_text().splitlines()
     assert len(rows) == 1 + 3 * 2 * 2  # 3 validations x 2 points x (image + mean)
     assert checked.validation["step"] == 3 and len(checked.validation["points"]) == 2
+    # The post-filter is fitted per image outside the model: validation leaves it off.
+    assert all(p["params"]["postfilter"] == "off" for p in checked.validation["points"])
 
 
 def test_weight_average_ramps_swaps_in_and_out_and_saves():

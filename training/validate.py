@@ -46,7 +46,8 @@ def load_val_images(folder: str | Path, count: int, crop: int = 0) -> list[ValIm
 
 
 def validation_points(codec: Codec, count: int, rate: float | None = None) -> list[dict[str, Any]]:
-    """``count`` of the codec's sweep points, evenly spread from its lowest to highest rate.
+    """``count`` of the codec's sweep points, evenly spread from its lowest to highest rate,
+    without the post-filter.
 
     With ``rate`` (fixed-λ training) the points keep their other parameters (e.g. the hybrid's
     JPEG quality) but code at that knob value.
@@ -55,7 +56,9 @@ def validation_points(codec: Codec, count: int, rate: float | None = None) -> li
     if count <= 0 or not sweep:
         return []
     idx = sorted({round(i * (len(sweep) - 1) / max(count - 1, 1)) for i in range(count)})
-    points = [dict(sweep[i]) for i in idx]
+    # Validation follows what training changes, the model: the post-filter, fitted per image
+    # outside it, stays off (as in every log before it existed).
+    points = [{**sweep[i], **({"postfilter": "off"} if "postfilter" in sweep[i] else {})} for i in idx]
     if rate is not None:
         knob = codec.rate_param.name
         for p in points:
