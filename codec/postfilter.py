@@ -12,19 +12,20 @@ Every output channel c is the decoded channel plus a correction::
     out_c = dec_c + Σ_c' a[c, c'] · (dec_c' − 128) + Σ_{c', k} w[c, c', k] · D_k(dec_c') + b_c
 
 a colour matrix on the centred pixel and, for each point-symmetric pair of offsets {d, −d} of a
-13-pixel diamond (as VVC's chroma filter), a tap on the second difference ``D_k(x)(p) = x(p+d) + x(p−d) − 2 x(p)``, which is zero
-wherever the picture is flat or linear. Coding the filter in these terms rather than as raw
-window taps spans the same filters but keeps their quantisation error off smooth areas (a raw
-tap's rounding error multiplies the pixel value itself). The taps are integers at a scale of
-2^F; the decoder applies them to the 8-bit decoded image with float64 arithmetic on integer
-values, where every product and partial sum is an integer far below 2^53, hence exact in any
-order of summation: the filtered picture is identical wherever it is decoded. (Float32 would be
+13-pixel diamond (as VVC's chroma filter), a tap on the second difference
+``D_k(x)(p) = x(p+d) + x(p−d) − 2 x(p)``, which is zero wherever the picture is flat or linear.
+Coding the filter in these terms rather than as raw window taps spans the same filters but keeps
+their quantisation error off smooth areas (a raw tap's rounding error multiplies the pixel value
+itself). The taps are integers at a scale of 2^F; the decoder applies them to the 8-bit decoded
+image with float64 arithmetic on integer values, where every product and partial sum is an
+integer far below 2^53, hence exact in any order of summation: the filtered picture is identical
+wherever it is decoded. (Float32 would be
 faster, but its 2^24 would bound the taps to about ±4, and least squares over the correlated
 colour channels gives opposing taps of ±10 that matter.)
 
 Section payload (``postfilter``): ``shape u8 | F u8 | k u8`` then, for each output channel,
-``NUM_FEATURES`` signed Exp-Golomb-k codes (per input channel its colour tap and its 6 pair
-taps, then the offset), zero-padded to a byte.
+``NUM_FEATURES`` Exp-Golomb-k codes of zigzag-mapped integers (per input channel its colour tap
+and its 6 pair taps, then the offset), zero-padded to a byte.
 """
 
 from __future__ import annotations

@@ -53,7 +53,8 @@ class RunConfig:
         clip: gradient-norm clip (0: none).
         ema: decay per step of an exponential moving average of the weights (0: none); when
             kept, validation and export use the average, which smooths out the noise of small
-            batches the way a learning-rate decay does, without stopping the run's progress.
+            batches the way a learning-rate decay does, without stopping the run's progress (with
+            a λ schedule it reaches back across a phase boundary for its first ~1/(1 − ema) steps).
         rate_warmup_steps: the rate term is off for the first half of these steps, then its
             weight ramps linearly to 1. With the rate term on from the start, the hybrid's
             analysis transform shrinks ``y`` into the rounding dead zone within a few hundred

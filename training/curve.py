@@ -2,8 +2,8 @@
 
 A run's ``val.csv`` (written by the trainer) holds, for every validation, the mean bpp and PSNR
 of each validated operating point, measured from real bitstreams, and the crop it validated on.
-Against JPEG coded on the very same pictures, each point becomes one number — its PSNR gain over JPEG at the same bpp —
-and the run's progress becomes a curve of that gain against steps. The gain is read off JPEG's
+Against JPEG coded on the very same pictures, each point becomes one number — its PSNR gain over
+JPEG at the same bpp — and the run's progress becomes a curve of that gain against steps. The gain is read off JPEG's
 own R-D curve by interpolating PSNR linearly in log(bpp); points outside JPEG's bpp range get
 none rather than an extrapolated one.
 """

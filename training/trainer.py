@@ -442,7 +442,8 @@ class Trainer:
                     rate = float(self.raw.rate_for_lambda(lam))
                 points = validation_points(codec, self.cfg.val_points, rate)
                 rows = validate(codec, self.val_images, points)
-            self.validation = {"step": self.step, "weights": self._reported_name(), **summarise(rows, self.val_images)}
+            self.validation = {"step": self.step, "weights": self._reported_name(),
+                               **summarise(rows, self.val_images)}
             self.runlog.validation(self.step, [{**r, "crop": self.cfg.val_crop} for r in rows])
             log.debug("validation took %.1f s", time.perf_counter() - t0)
         self.dist.barrier()
