@@ -36,6 +36,7 @@ __all__ = [
     "pack",
     "unpack",
     "peek_header",
+    "section_entry_bytes",
 ]
 
 MAGIC = b"LIC\x1a"
@@ -71,6 +72,11 @@ def _check_name(kind: str, name: str) -> bytes:
     if not 0 < len(raw) <= MAX_NAME:
         raise ValueError(f"{kind} name {name!r} must be 1..{MAX_NAME} ASCII characters")
     return raw
+
+
+def section_entry_bytes(name: str) -> int:
+    """Bytes a section named ``name`` adds to the header's table (its payload aside)."""
+    return 1 + len(_check_name("section", name)) + _SECTION.size
 
 
 def _pack_value(value: ParamValue) -> bytes:

@@ -36,6 +36,7 @@ from typing import Iterator
 
 import numpy as np
 
+from . import container
 from .errors import BitstreamError
 
 __all__ = ["SECTION", "PostFilter", "fit", "apply", "pack", "unpack", "choose"]
@@ -50,7 +51,6 @@ RIDGE = 1e-6
 # The rate a post-filter must pay for: the codecs here gain about 2 to 3 dB per doubling of
 # the rate, so a filter is kept when its gain exceeds 3 dB per doubling of what it adds.
 DB_PER_DOUBLING = 3.0
-_TABLE_ENTRY_BYTES = 1 + len(SECTION) + 8  # the section's entry in the container's table
 
 
 def _pairs(radius: int) -> list[tuple[int, int]]:
@@ -208,7 +208,7 @@ def choose(original: np.ndarray, decoded: np.ndarray, coded_bytes: float,
         if after >= before:
             return None
         gain_db = 10 * math.log10(before / after) if after > 0 else math.inf
-        added = len(payload) + _TABLE_ENTRY_BYTES
+        added = len(payload) + container.section_entry_bytes(SECTION)
         cost_db = DB_PER_DOUBLING * math.log2(1 + added / max(coded_bytes, 1))
         if gain_db <= cost_db:
             return None

@@ -28,6 +28,13 @@ def test_round_trip_keeps_everything():
     assert isinstance(back.params["refine"], bool) and isinstance(back.params["quality"], int)
 
 
+def test_a_section_costs_its_table_entry_and_its_payload():
+    c = sample()
+    more = Container(c.codec_id, c.weights_id, c.width, c.height, c.params,
+                     {**c.sections, "postfilter": b"12345"})
+    assert len(pack(more)) - len(pack(c)) == container.section_entry_bytes("postfilter") + 5
+
+
 def test_real_jpeg_file_round_trip(photo):
     from codec import create, decode_bitstream
 
