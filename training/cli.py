@@ -43,7 +43,8 @@ def _add_run_options(p: argparse.ArgumentParser, mode: str) -> None:
     g.add_argument("--val", help="folder of validation images (real entropy coding), e.g. ../shared/data/kodak")
     g.add_argument("--out", help=f"run folder for checkpoints and logs (default runs/{mode})")
     g.add_argument("--resume", action="store_true", help="continue OUT/last.ckpt exactly")
-    g.add_argument("--init", help="start from weights: a .pt file, a manifest name, 'default' (the codec's default weights) or a .ckpt")
+    g.add_argument("--init", help="start from weights: a .pt file, a manifest name, 'default' (the codec's "
+                                  "default weights) or a .ckpt")
     g.add_argument("--config", action="append", default=[], metavar="KEY=VALUE",
                    help="override a field of the model Config (repeatable)")
     g.add_argument("--seed", type=int)
@@ -183,7 +184,8 @@ def run_config_from_args(args: argparse.Namespace) -> tuple[RunConfig, dict | No
     given: dict[str, Any] = {}
     for key in ("data", "val", "init", "seed", "threads", "device", "steps", "max_minutes",
                 "checkpoint_every_minutes", "crop", "batch", "lr", "aux_lr", "warmup_steps",
-                "lr_decay_factor", "clip", "ema", "rate_warmup_steps", "phase_steps", "ms_ssim_weight", "vgg_weight", "vgg_weights",
+                "lr_decay_factor", "clip", "ema", "rate_warmup_steps", "phase_steps", "ms_ssim_weight",
+                "vgg_weight", "vgg_weights",
                 "val_images", "val_points", "val_every", "val_crop", "log_every", "export_name",
                 "final_eval", "final_eval_images",
                 "base_subsampling", "pretrain", "freeze_steps"):

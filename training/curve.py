@@ -3,9 +3,9 @@
 A run's ``val.csv`` (written by the trainer) holds, for every validation, the mean bpp and PSNR
 of each validated operating point, measured from real bitstreams, and the crop it validated on.
 Against JPEG coded on the very same pictures, each point becomes one number — its PSNR gain over
-JPEG at the same bpp — and the run's progress becomes a curve of that gain against steps. The gain is read off JPEG's
-own R-D curve by interpolating PSNR linearly in log(bpp); points outside JPEG's bpp range get
-none rather than an extrapolated one.
+JPEG at the same bpp — and the run's progress becomes a curve of that gain against steps. The gain
+is read off JPEG's own R-D curve by interpolating PSNR linearly in log(bpp); points outside JPEG's
+bpp range get none rather than an extrapolated one.
 """
 
 from __future__ import annotations
@@ -85,23 +85,21 @@ def plot_learning_curve(runs: dict[str, list[ValPoint]], path: str | Path,
     """Plot each run's validation R-D per step (left) and, with JPEG ``references`` (per
     validation crop, 0 for whole images), each point's gain over JPEG on the same pictures
     against steps (right). Every point must say its crop. Returns the rows of the latest step."""
-    reference = None
     if references:
         missing = sorted({p.crop for points in runs.values() for p in points} - set(references), key=str)
         if missing:
             raise ParameterError(f"no JPEG reference for validation crop(s) {missing}")
 
-        def gain(p: ValPoint) -> float:
-            return gain_over(references[p.crop], p.bpp, p.psnr)
-        reference = references
+    def gain(p: ValPoint) -> float:
+        return gain_over(references[p.crop], p.bpp, p.psnr) if references else math.nan
     import matplotlib
 
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2 if reference is not None else 1, figsize=(13 if reference else 7, 5),
+    fig, axes = plt.subplots(1, 2 if references else 1, figsize=(13 if references else 7, 5),
                              dpi=110, squeeze=False)
-    rd, gain_ax = axes[0][0], (axes[0][1] if reference is not None else None)
+    rd, gain_ax = axes[0][0], (axes[0][1] if references else None)
     cmap = plt.get_cmap("viridis")
     latest = []
     for run_index, (name, points) in enumerate(runs.items()):
@@ -113,7 +111,7 @@ def plot_learning_curve(runs: dict[str, list[ValPoint]], path: str | Path,
             label = f"{name} step {step}" if i in (0, len(steps) - 1) else None
             rd.plot([p.bpp for p in at], [p.psnr for p in at], marker + "-", color=colour,
                     markersize=4, linewidth=1, label=label)
-        if reference is not None:
+        if references:
             for params in sorted({p.params for p in points}):
                 series = sorted((p for p in points if p.params == params), key=lambda p: p.step)
                 gains = [gain(p) for p in series]
@@ -123,9 +121,9 @@ def plot_learning_curve(runs: dict[str, list[ValPoint]], path: str | Path,
         for p in sorted((p for p in points if p.step == last), key=lambda p: p.bpp):
             latest.append({"run": name, "step": p.step, "point": _short(p.params), "bpp": p.bpp,
                            "psnr": p.psnr,
-                           "gain_db": gain(p) if reference is not None else math.nan})
-    if reference is not None:
-        for crop, (ref_bpp, ref_psnr) in sorted(reference.items()):
+                           "gain_db": gain(p)})
+    if references:
+        for crop, (ref_bpp, ref_psnr) in sorted(references.items()):
             where = f"{crop}² crops" if crop else "whole images"
             rd.plot(ref_bpp, ref_psnr, "k--" if crop else "k:", linewidth=1.5, label=f"JPEG, {where}")
         gain_ax.axhline(0, color="k", linestyle="--", linewidth=1)

@@ -18,6 +18,7 @@ import numpy as np
 
 from codec import metrics
 from codec.base import Codec
+from codec.learned import POSTFILTER_PARAM
 
 from .data import find_images, load_images
 
@@ -58,7 +59,8 @@ def validation_points(codec: Codec, count: int, rate: float | None = None) -> li
     idx = sorted({round(i * (len(sweep) - 1) / max(count - 1, 1)) for i in range(count)})
     # Validation follows what training changes, the model: the post-filter, fitted per image
     # outside it, stays off (as in every log before it existed).
-    points = [{**sweep[i], **({"postfilter": "off"} if "postfilter" in sweep[i] else {})} for i in idx]
+    name = POSTFILTER_PARAM.name
+    points = [{**sweep[i], **({name: "off"} if name in sweep[i] else {})} for i in idx]
     if rate is not None:
         knob = codec.rate_param.name
         for p in points:
