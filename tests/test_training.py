@@ -423,6 +423,22 @@ def test_wavelet_transfer_recipe_freezes_then_fine_tunes(folders, tmp_path):
     assert select_parameters(trainer.raw, ["bands.*.attn"])
 
 
+def test_init_from_a_narrower_latent_grows_it(folders, tmp_path):
+    Trainer(_cfg(folders, tmp_path / "narrow", mode="wavelet", steps=1)).run()
+    narrow = tmp_path / "narrow" / "last.ckpt"
+    wide_config = {**_tiny("wavelet"), "M": "16"}
+    trainer = Trainer(_cfg(folders, tmp_path / "wide", mode="wavelet", steps=1, init=str(narrow),
+                           model_config=wide_config))
+    assert trainer.model_config.M == 16
+    assert trainer.started_from.endswith("grown from M=8 → M=16")
+    trainer.run()
+    assert load_checkpoint(tmp_path / "wide" / "last.ckpt")["model_config"]["M"] == 16
+    # anything but a wider latent still has to fit exactly
+    with pytest.raises(WeightsError, match="only M can grow"):
+        Trainer(_cfg(folders, tmp_path / "other", mode="wavelet", init=str(narrow),
+                     model_config={**wide_config, "N": "12"}))
+
+
 def _ddp_worker(rank: int, world: int, port: int, cfg_dict: dict, out: str) -> None:
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))

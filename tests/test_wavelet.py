@@ -266,3 +266,56 @@ def test_coded_bits_match_model_likelihoods(codec):
         est = float(-torch.log2(out["likelihoods"][band]).sum())
         real = 8 * len(enc["strings"][band])
         assert est * 0.9 - 64 <= real <= est * 1.12 + 64, (band, est, real)  # table rounding of σ
+
+
+# -- widening the latent ------------------------------------------------------------------------------
+def test_channel_map_keeps_each_group_in_order_and_refuses_other_changes():
+    from codec.wavelet.widen import channel_map
+
+    old, new = Config.tiny(M=8), Config.tiny(M=12)  # two channel groups: 4 → 6 channels each
+    assert channel_map(old, new).tolist() == [0, 1, 2, 3, 6, 7, 8, 9]
+    with pytest.raises(ValueError, match="wider"):
+        channel_map(new, old)
+    with pytest.raises(ValueError, match="N"):
+        channel_map(old, Config.tiny(M=12, N=12))
+
+
+@pytest.fixture(scope="module")
+def narrow_and_wide(one_thread):
+    narrow = WaveletCodec(weights="random", config=Config.tiny(M=8)).model
+    wide_cfg = Config.tiny(M=16)
+    torch.manual_seed(1)
+    wide = Model(wide_cfg)
+    wide.load_narrower(narrow.state_dict(), narrow.config)
+    return narrow, wide
+
+
+def test_a_widened_model_codes_as_the_narrow_one_did(narrow_and_wide, photo):
+    narrow, wide = narrow_and_wide
+    wide.eval().update(force=True)
+    h, w = (s // 64 * 64 for s in photo.shape[:2])
+    x = torch.from_numpy(photo[:h, :w].astype(np.float32) / 255).permute(2, 0, 1)[None]
+    with torch.no_grad():
+        for rate in (0.0, 1.0):
+            a, b = narrow.compress(x, rate), wide.compress(x, rate)
+            ya = narrow.decompress(a["strings"], h, w, rate)["x_hat"]
+            yb = wide.decompress(b["strings"], h, w, rate)["x_hat"]
+            # the same picture; the new channels' all-zero symbols cost a few bytes at most
+            assert torch.equal(ya, yb)
+            sizes = [sum(map(len, e["strings"].values())) for e in (a, b)]
+            assert sizes[0] <= sizes[1] <= sizes[0] + 8 * len(BANDS)
+
+
+def test_a_widened_models_new_channels_can_learn(narrow_and_wide, photo):
+    # With zero weights on both sides of a channel neither side would ever get a gradient. The
+    # synthesis rows are not zero, so the analysis rows get one (straight through the rounding)
+    # and grow until the channel's symbols leave zero; then the synthesis rows learn too.
+    _, wide = narrow_and_wide
+    wide.train()
+    x = torch.from_numpy(photo[:64, :64].astype(np.float32) / 255).permute(2, 0, 1)[None]
+    out = wide(x, torch.tensor([1.0]))
+    ((out["x_hat"] - x) ** 2).mean().backward()
+    new = torch.ones(16, dtype=torch.bool)
+    new[[0, 1, 2, 3, 8, 9, 10, 11]] = False
+    assert wide.g_a[-1].weight.grad[new].abs().sum() > 0
+    assert wide.g_s[0].weight[new].abs().sum() > 0

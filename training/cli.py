@@ -46,7 +46,8 @@ def _add_run_options(p: argparse.ArgumentParser, mode: str) -> None:
     g.add_argument("--init", help="start from weights: a .pt file, a manifest name, 'default' (the codec's "
                                   "default weights) or a .ckpt")
     g.add_argument("--config", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a field of the model Config (repeatable)")
+                   help="override a field of the model Config (repeatable); with --init, a model "
+                        "that can grow (the wavelet codec's latent: M=192) starts from narrower weights")
     g.add_argument("--seed", type=int)
     g.add_argument("--threads", type=int, help="torch CPU threads (e.g. 1 for a background run)")
     g.add_argument("--device", help="cpu, cuda, cuda:1 … (default: CUDA if present)")

@@ -114,13 +114,20 @@ class Trainer:
             self.model_config = apply_overrides(self.codec_cls.config_class, base, cfg.model_config)
         model = build_model(self.codec_cls, self.model_config, cfg.seed)
         if resume is None and source is not None:
+            source_config = config_from_dict(self.codec_cls.config_class, source.config)
+            # A model that can grow (a wider latent) starts from a smaller one's weights.
+            grow = source_config != self.model_config and hasattr(model, "load_narrower")
             try:
-                model.load_state_dict(source.state_dict)
+                if grow:
+                    model.load_narrower(source.state_dict, source_config)
+                else:
+                    model.load_state_dict(source.state_dict)
             except (RuntimeError, KeyError, ValueError) as err:
                 raise WeightsError(f"{source.description} does not fit this model config: {err}") from None
-            self.started_from = source.description
+            self.started_from = source.description + (
+                f", grown from {_config_change(source_config, self.model_config)}" if grow else "")
             self.history = source.history
-            log.info("starting from %s", source.description)
+            log.info("starting from %s", self.started_from)
         if resume is None and cfg.pretrain:
             pre = load_source(cfg.pretrain, codec=cfg.codec)
             report = load_matching(model, pre.state_dict)
@@ -581,3 +588,9 @@ def resume_config(out: str | Path, overrides: dict[str, Any]) -> tuple[RunConfig
                 f"given {value!r}); changeable: {', '.join(sorted(RESUMABLE_FIELDS))}")
         setattr(cfg, key, value)
     return cfg, doc
+
+
+def _config_change(old: Any, new: Any) -> str:
+    """``"M=96 → M=192"``: the fields in which two model configs differ."""
+    return ", ".join(f"{f.name}={getattr(old, f.name)} → {f.name}={getattr(new, f.name)}"
+                     for f in dataclasses.fields(old) if getattr(old, f.name) != getattr(new, f.name))

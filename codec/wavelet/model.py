@@ -36,6 +36,7 @@ from .ll_context import LLContextEncoder
 from .progressive import BandCoder
 from .quant import AdaptiveQuantizer
 from .weconv import AnalysisTransform, SynthesisTransform
+from .widen import widen_state
 
 __all__ = ["Model"]
 
@@ -86,6 +87,15 @@ class Model(CompressionModel):
         """Inverse of :meth:`lambda_for_rate`, clipped to [0, 1]."""
         lo, hi = math.log(self.config.lambda_min), math.log(self.config.lambda_max)
         return min(1.0, max(0.0, (math.log(lam) - lo) / (hi - lo)))
+
+    def load_narrower(self, state: dict[str, torch.Tensor], config: Config, init_scale: float = 0.01) -> None:
+        """Load the weights of a model whose latent is narrower (``config`` differs only in a
+        smaller M), so that this model starts out coding as that one does (see widen.py).
+
+        Raises:
+            ValueError: ``config`` is not a narrower version of this model's config.
+        """
+        self.load_state_dict(widen_state(state, config, self.state_dict(), self.config, init_scale))
 
     # -- shared pieces ----------------------------------------------------------------------------
     def hyper_states(self, z_hat: torch.Tensor) -> dict[str, torch.Tensor]:

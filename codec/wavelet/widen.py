@@ -1,0 +1,120 @@
+"""Growing a trained wavelet model's latent: M channels → more, keeping what it has learned.
+
+The number of latent channels M bounds the quality any rate can reach: y has M values per
+16 x 16 x 3 = 768 pixel values, and a trained model uses every one of them, at low rates too.
+Training a wider model from scratch would throw away hundreds of CPU hours, so the narrow
+model's weights are carried over into a wider one that starts out coding as the narrow one
+did (Net2Net-style widening, Chen et al., ICLR 2016):
+
+* each old channel keeps its weights under a new index; channel groups of the progressive
+  coding keep their old members in the same order (the new channels are appended to each
+  group), so every old symbol is coded in the same step from the same inputs;
+* every network that *reads* the latent (h_a, the step networks, the LL context encoder)
+  gets zero weights on the new channels, so nothing the old channels' coding sees changes;
+* the new channels start nearly silent: their analysis rows are the fresh initialisation
+  scaled by ``init_scale`` (small, so their symbols round to zero), their entropy parameters
+  are μ = 0 with a small σ (zero weights, so a zero symbol costs almost nothing), and their
+  LL cross-attention output is zero;
+* the synthesis rows of the new channels keep a (scaled) fresh initialisation rather than
+  zeros: a channel whose symbols are all zero adds nothing to the picture either way, and
+  non-zero weights give its analysis rows a gradient to grow from (with zeros on both sides
+  neither side would ever move).
+
+The wider model is then trained on; the new channels come into use where they pay.
+"""
+
+from __future__ import annotations
+
+import math
+import torch
+
+from .config import Config, steps_layout
+
+__all__ = ["channel_map", "widen_state"]
+
+# log σ of the new channels' entropy parameters before training: σ = 0.05, below the symbol
+# scale bound at every step size, so a zero symbol costs about 10^-5 bits.
+_SILENT_LOG_SIGMA = math.log(0.05)
+# Entropy-coder tables: sized by what ``update`` last built (empty in a fresh model), rebuilt
+# from the parameters, which do not depend on M.
+_TABLES = ("_quantized_cdf", "_offset", "_cdf_length", "scale_table")
+
+
+def _groups(config: Config) -> int:
+    return max(steps_layout(config.ll_steps)[1], steps_layout(config.hf_steps)[1])
+
+
+def channel_map(old: Config, new: Config) -> torch.Tensor:
+    """New index of each old latent channel: group ``j``'s old channels open new group ``j``.
+
+    Raises:
+        ValueError: the new latent is not wider, or the configs differ in anything but M.
+    """
+    rest_old = {k: v for k, v in vars(old).items() if k != "M"}
+    rest_new = {k: v for k, v in vars(new).items() if k != "M"}
+    if rest_old != rest_new:
+        changed = sorted(k for k in rest_old if rest_old[k] != rest_new.get(k))
+        raise ValueError(f"only M can grow; the configs also differ in {', '.join(changed)}")
+    if new.M <= old.M:
+        raise ValueError(f"the new latent must be wider: M={new.M} is not more than {old.M}")
+    g = _groups(old)
+    if old.M % g or new.M % g:
+        raise ValueError(f"M must stay divisible by the {g} channel groups (M={old.M} → {new.M})")
+    b_old, b_new = old.M // g, new.M // g
+    i = torch.arange(old.M)
+    return (i // b_old) * b_new + i % b_old
+
+
+def widen_state(old_state: dict[str, torch.Tensor], old: Config, fresh: dict[str, torch.Tensor],
+                new: Config, init_scale: float = 0.01) -> dict[str, torch.Tensor]:
+    """The wide model's state dict from the narrow model's ``old_state``.
+
+    ``fresh`` is a freshly initialised wide model's state dict (the new channels' random
+    starting weights); see the module docstring for what each new weight starts at.
+    """
+    idx = channel_map(old, new)
+    M0, M1 = old.M, new.M
+    new_channels = torch.ones(M1, dtype=torch.bool)
+    new_channels[idx] = False
+    both = torch.cat((idx, idx + M1))  # (μ, log σ) halves of a 2M-channel output
+    C = old.state_channels
+    out: dict[str, torch.Tensor] = {}
+    for name, target in fresh.items():
+        src = old_state.get(name)
+        if src is None:
+            raise KeyError(f"the narrow weights lack {name}")
+        if src.shape == target.shape or name.endswith(_TABLES):
+            out[name] = src.clone()
+            continue
+        t = target.clone()
+        parts = name.split(".")
+        if name in ("g_a.9.weight", "g_a.9.bias"):           # analysis output: new rows quiet
+            t[new_channels] *= init_scale
+            t.index_copy_(0, idx, src)
+        elif name == "g_s.0.weight":                          # synthesis input (ConvTranspose: in, out)
+            t[new_channels] *= init_scale
+            t.index_copy_(0, idx, src)
+        elif name in ("h_a.0.weight", "ll_context.inp.weight"):  # readers of ŷ: new inputs unseen
+            t.zero_()
+            t.index_copy_(1, idx, src)
+        elif name == "quantizer.log_scale":
+            t[:] = src.mean(dim=1, keepdim=True)
+            t.index_copy_(1, idx, src)
+        elif parts[0] == "bands" and parts[2] == "nets" and parts[-1] == "weight":
+            # input channels: [state (C) | visible ŷ (M) | maps]; only the ŷ part grows
+            t.zero_()
+            t[:, :C] = src[:, :C]
+            t.index_copy_(1, idx + C, src[:, C:C + M0])
+            t[:, C + M1:] = src[:, C + M0:]
+        elif parts[0] == "bands" and parts[2] in ("heads", "attn"):
+            # (μ | log σ) outputs: the new channels' are constants until trained
+            t.zero_()
+            if parts[2] == "heads" and parts[-1] == "bias":
+                t[M1:][new_channels] = _SILENT_LOG_SIGMA
+            t.index_copy_(0, both, src)
+        elif parts[0] == "gate":                             # α per channel: any start is fine
+            t.index_copy_(0, idx, src)
+        else:
+            raise KeyError(f"no rule to widen {name} {tuple(src.shape)} → {tuple(t.shape)}")
+        out[name] = t
+    return out
