@@ -290,7 +290,7 @@ def narrow_and_wide(one_thread):
     return narrow, wide
 
 
-def test_a_widened_model_codes_as_the_narrow_one_did(narrow_and_wide, photo):
+def test_a_widened_model_decodes_the_narrow_ones_pictures(narrow_and_wide, photo):
     narrow, wide = narrow_and_wide
     wide.eval().update(force=True)
     h, w = (s // 64 * 64 for s in photo.shape[:2])
@@ -300,22 +300,22 @@ def test_a_widened_model_codes_as_the_narrow_one_did(narrow_and_wide, photo):
             a, b = narrow.compress(x, rate), wide.compress(x, rate)
             ya = narrow.decompress(a["strings"], h, w, rate)["x_hat"]
             yb = wide.decompress(b["strings"], h, w, rate)["x_hat"]
-            # the same picture; the new channels' all-zero symbols cost a few bytes at most
-            assert torch.equal(ya, yb)
-            sizes = [sum(map(len, e["strings"].values())) for e in (a, b)]
-            assert sizes[0] <= sizes[1] <= sizes[0] + 8 * len(BANDS)
+            assert torch.equal(ya, yb)  # the new channels' synthesis rows start at zero
+            assert sum(map(len, a["strings"].values())) <= sum(map(len, b["strings"].values()))
 
 
 def test_a_widened_models_new_channels_can_learn(narrow_and_wide, photo):
-    # With zero weights on both sides of a channel neither side would ever get a gradient. The
-    # synthesis rows are not zero, so the analysis rows get one (straight through the rounding)
-    # and grow until the channel's symbols leave zero; then the synthesis rows learn too.
-    _, wide = narrow_and_wide
-    wide.train()
+    # With zero weights on both sides of a channel, or symbols that never leave zero, its
+    # synthesis rows would never get a gradient. The default analysis scale makes some new
+    # symbols non-zero at high rates for trained weights; this random model's latent is
+    # smaller, so a larger scale plays that part here.
+    narrow, _ = narrow_and_wide
+    wide = Model(Config.tiny(M=16))
+    wide.load_narrower(narrow.state_dict(), narrow.config, init_scale=3.0)
     x = torch.from_numpy(photo[:64, :64].astype(np.float32) / 255).permute(2, 0, 1)[None]
-    out = wide(x, torch.tensor([1.0]))
+    out = wide.train()(x, torch.tensor([1.0]))
     ((out["x_hat"] - x) ** 2).mean().backward()
     new = torch.ones(16, dtype=torch.bool)
     new[[0, 1, 2, 3, 8, 9, 10, 11]] = False
-    assert wide.g_a[-1].weight.grad[new].abs().sum() > 0
-    assert wide.g_s[0].weight[new].abs().sum() > 0
+    assert wide.g_s[0].weight[new].abs().sum() == 0
+    assert wide.g_s[0].weight.grad[new].abs().sum() > 0

@@ -88,7 +88,7 @@ class Model(CompressionModel):
         lo, hi = math.log(self.config.lambda_min), math.log(self.config.lambda_max)
         return min(1.0, max(0.0, (math.log(lam) - lo) / (hi - lo)))
 
-    def load_narrower(self, state: dict[str, torch.Tensor], config: Config, init_scale: float = 0.01) -> None:
+    def load_narrower(self, state: dict[str, torch.Tensor], config: Config, init_scale: float = 0.3) -> None:
         """Load the weights of a model whose latent is narrower (``config`` differs only in a
         smaller M), so that this model starts out coding as that one does (see widen.py).
 
