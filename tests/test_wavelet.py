@@ -286,7 +286,7 @@ def narrow_and_wide(one_thread):
     wide_cfg = Config.tiny(M=16)
     torch.manual_seed(1)
     wide = Model(wide_cfg)
-    wide.load_narrower(narrow.state_dict(), narrow.config)
+    wide.load_narrower(narrow.state_dict(), narrow.config, synthesis_scale=0.0)
     return narrow, wide
 
 
@@ -300,15 +300,15 @@ def test_a_widened_model_decodes_the_narrow_ones_pictures(narrow_and_wide, photo
             a, b = narrow.compress(x, rate), wide.compress(x, rate)
             ya = narrow.decompress(a["strings"], h, w, rate)["x_hat"]
             yb = wide.decompress(b["strings"], h, w, rate)["x_hat"]
-            assert torch.equal(ya, yb)  # the new channels' synthesis rows start at zero
+            assert torch.equal(ya, yb)  # with synthesis_scale=0 the new channels add nothing
             assert sum(map(len, a["strings"].values())) <= sum(map(len, b["strings"].values()))
 
 
 def test_a_widened_models_new_channels_can_learn(narrow_and_wide, photo):
-    # With zero weights on both sides of a channel, or symbols that never leave zero, its
-    # synthesis rows would never get a gradient. The default analysis scale makes some new
-    # symbols non-zero at high rates for trained weights; this random model's latent is
-    # smaller, so a larger scale plays that part here.
+    # With zero weights on both sides of a channel, or symbols that never leave zero, neither
+    # side would get a gradient. The default analysis scale makes some new symbols non-zero at
+    # high rates for trained weights; this random model's latent is smaller, so a larger scale
+    # plays that part here.
     narrow, _ = narrow_and_wide
     wide = Model(Config.tiny(M=16))
     wide.load_narrower(narrow.state_dict(), narrow.config, init_scale=3.0)
@@ -317,5 +317,5 @@ def test_a_widened_models_new_channels_can_learn(narrow_and_wide, photo):
     ((out["x_hat"] - x) ** 2).mean().backward()
     new = torch.ones(16, dtype=torch.bool)
     new[[0, 1, 2, 3, 8, 9, 10, 11]] = False
-    assert wide.g_s[0].weight[new].abs().sum() == 0
     assert wide.g_s[0].weight.grad[new].abs().sum() > 0
+    assert wide.g_a[-1].weight.grad[new].abs().sum() > 0

@@ -88,14 +88,15 @@ class Model(CompressionModel):
         lo, hi = math.log(self.config.lambda_min), math.log(self.config.lambda_max)
         return min(1.0, max(0.0, (math.log(lam) - lo) / (hi - lo)))
 
-    def load_narrower(self, state: dict[str, torch.Tensor], config: Config, init_scale: float = 0.3) -> None:
+    def load_narrower(self, state: dict[str, torch.Tensor], config: Config, **scales: float) -> None:
         """Load the weights of a model whose latent is narrower (``config`` differs only in a
-        smaller M), so that this model starts out coding as that one does (see widen.py).
+        smaller M), so that this model starts out coding almost as that one does; ``scales``:
+        ``init_scale`` / ``synthesis_scale`` of :func:`widen.widen_state`.
 
         Raises:
             ValueError: ``config`` is not a narrower version of this model's config.
         """
-        self.load_state_dict(widen_state(state, config, self.state_dict(), self.config, init_scale))
+        self.load_state_dict(widen_state(state, config, self.state_dict(), self.config, **scales))
 
     # -- shared pieces ----------------------------------------------------------------------------
     def hyper_states(self, z_hat: torch.Tensor) -> dict[str, torch.Tensor]:
