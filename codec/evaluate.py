@@ -148,6 +148,27 @@ def transform_ceiling(codec: Codec, images: Sequence[Path]) -> list[dict[str, An
             for rest in settings]
 
 
+def channel_usage(codec: Codec, images: Sequence[Path],
+                  shares: Sequence[float] = (0.5, 0.9, 0.99)) -> list[dict[str, Any]]:
+    """Per sweep point: how the latent's bits spread over its channels on ``images``.
+
+    ``channels_for``: how many channels (the costliest first) carry each share of the latent
+    bits, summed over the images; ``silent``: channels with under 0.1 % of them; ``latent_bpp``:
+    the estimated bits of ``y`` per pixel. See :meth:`codec.learned.LearnedCodec.channel_bits`.
+    """
+    pixels = [open_image(p) for p in images]
+    out = []
+    for point in codec.sweep_points():
+        bits = sum(codec.channel_bits(img, **point) for img in pixels)
+        total = float(bits.sum())
+        ranked = np.cumsum(np.sort(bits)[::-1])
+        out.append({"params": point, "images": len(pixels), "channels": int(bits.size),
+                    "latent_bpp": total / sum(img.shape[0] * img.shape[1] for img in pixels),
+                    "channels_for": {f"{s:g}": int(np.searchsorted(ranked, s * total) + 1) for s in shares},
+                    "silent": int(np.sum(bits < 1e-3 * total))})
+    return out
+
+
 def grid_points(codec: Codec, values: dict[str, Sequence[Any]]) -> list[dict[str, Any]]:
     """Every combination of ``values`` (parameter name → values to try), resolved by ``codec``."""
     names = list(values)

@@ -141,6 +141,24 @@ class LearnedCodec(Codec):
     def _unquantized(self, image: np.ndarray, params: dict[str, Any]) -> np.ndarray:
         """:meth:`unquantized` before the post-filter, ``params`` resolved."""
 
+    def channel_bits(self, image: np.ndarray, **params: Any) -> np.ndarray:
+        """``(M,)`` float64: the bits each latent channel of ``y`` costs on ``image`` at
+        ``params`` (Σ −log2 p over its rounded symbols, as the entropy coder spends them up to
+        its table rounding; the hyper latent not included).
+
+        How many channels carry the bits says whether the latent's width limits the codec: a
+        model that spends bits on every channel, at every rate, could use more of them.
+        """
+        import torch
+
+        with torch.no_grad():
+            bits = self._channel_bits(image, self.resolve_params(params))
+        return bits.double().cpu().numpy()
+
+    @abc.abstractmethod
+    def _channel_bits(self, image: np.ndarray, params: dict[str, Any]) -> "torch.Tensor":
+        """:meth:`channel_bits` with ``params`` resolved, as a tensor."""
+
     # -- the post-filter (codec.postfilter) -----------------------------------------------------
     def _postfilter_encode(self, result: CodecResult, original: np.ndarray) -> None:
         """Fit the post-filter to ``result`` (the model's output, sections without it), keep it

@@ -437,3 +437,7 @@ def test_eval_forward_matches_the_coded_bitstream(wide_codec, photo):
     assert bits["y"] > 2000  # enough symbols for the comparison to mean something
     assert abs(8 * y_bytes - bits["y"]) < 0.05 * bits["y"] + 2 * 64
     assert abs(8 * len(enc.sections["hyper"]) - bits["z"]) < 0.05 * bits["z"] + 64
+    # channel_bits spreads the same estimate of y over its channels
+    per_channel = codec.channel_bits(image, base_quality=20, rate=0.9)
+    assert per_channel.shape == (codec.config.M,)
+    assert per_channel.sum() == pytest.approx(bits["y"], rel=1e-4)

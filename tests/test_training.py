@@ -599,9 +599,15 @@ def test_cli_options_defaults_and_errors(folders, tmp_path, capsys, weights_dir)
     assert entry["default"] and validate_manifest() == []
     capsys.readouterr()
     assert cli.main(["eval", "w1", "--data", str(folders / "val"), "--out", str(tmp_path / "c.json"),
-                     "--ceiling"]) == 0
-    printed = capsys.readouterr().out
+                     "--ceiling", "--channels"]) == 0
+    printed, channels = capsys.readouterr().out.split("latent channels")
     assert "wavelet (w1) on 1 images" in printed
+    # one line per sweep point: n50 / n90 / n99 of the M=8 channels, rising with the share
+    rows = channels.strip().splitlines()[1:]
+    assert len(rows) == n_points
+    for row in rows:
+        counts = [int(n) for n in row.split("bpp in y")[1].split("of 8")[0].split("/")]
+        assert 1 <= counts[0] <= counts[1] <= counts[2] <= 8
     ceiling = printed.split("unquantized latent")[1].strip().splitlines()[1:]
     # rate-free: one line, for the one setting that is not the rate
     assert len(ceiling) == 1 and '{"postfilter": "auto"}' in ceiling[0] and ceiling[0].endswith(" dB")

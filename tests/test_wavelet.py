@@ -266,6 +266,12 @@ def test_coded_bits_match_model_likelihoods(codec):
         est = float(-torch.log2(out["likelihoods"][band]).sum())
         real = 8 * len(enc["strings"][band])
         assert est * 0.9 - 64 <= real <= est * 1.12 + 64, (band, est, real)  # table rounding of σ
+    # channel_bits spreads the same estimate over the latent's channels
+    img = np.ascontiguousarray(data.astronaut()[:256, 128:384])
+    per_channel = codec.channel_bits(img, rate=1.0)
+    assert per_channel.shape == (codec.config.M,) and (per_channel >= 0).all()
+    est = sum(float(-torch.log2(out["likelihoods"][b]).sum()) for b in BANDS)
+    assert per_channel.sum() == pytest.approx(est, rel=1e-4)
 
 
 # -- widening the latent ------------------------------------------------------------------------------

@@ -155,6 +155,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     v.add_argument("--out", help="write the CompressAI-format curve JSON here")
     v.add_argument("--threads", type=int)
     v.add_argument("--device")
+    v.add_argument("--channels", action="store_true",
+                   help="also how the latent's bits spread over its channels at each point (whether "
+                        "its width limits the codec)")
     v.add_argument("--ceiling", action="store_true",
                    help="also the PSNR with the latent unquantized (what no rate can exceed)")
     c = sub.add_parser("curve", help="plot learning curves: validation R-D of runs against steps, "
@@ -334,6 +337,14 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         print("unquantized latent (the transforms' ceiling):")
         for c in ceiling_folder(codec, args.data, args.images):
             print(f"  {json.dumps(c['params'], sort_keys=True):<60} {'∞':>6} bpp  {c['psnr']:.2f} dB")
+    if args.channels:
+        from .validate import channel_usage_folder
+
+        print("latent channels (of the costliest, how many carry 50 / 90 / 99 % of the latent's bits):")
+        for u in channel_usage_folder(codec, args.data, args.images):
+            counts = " / ".join(str(n) for n in u["channels_for"].values())
+            print(f"  {json.dumps(u['params'], sort_keys=True):<60} {u['latent_bpp']:.4f} bpp in y  "
+                  f"{counts} of {u['channels']}  ({u['silent']} under 0.1 %)")
     return 0
 
 

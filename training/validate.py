@@ -132,6 +132,13 @@ def ceiling_folder(codec: Codec, folder: str | Path, limit: int = 0) -> list[dic
     return transform_ceiling(codec, _first_images(folder, limit))
 
 
+def channel_usage_folder(codec: Codec, folder: str | Path, limit: int = 0) -> list[dict[str, Any]]:
+    """:func:`codec.evaluate.channel_usage` over the (first ``limit``) images of ``folder``."""
+    from codec.evaluate import channel_usage
+
+    return channel_usage(codec, _first_images(folder, limit))
+
+
 def _first_images(folder: str | Path, limit: int) -> list[Path]:
     """The images of ``folder`` in order, the first ``limit`` of them when ``limit`` > 0."""
     images = find_images(folder)

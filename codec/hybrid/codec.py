@@ -149,6 +149,13 @@ class HybridCodec(LearnedCodec):
         refined = tensor_to_image(out["x_refined"][..., :h, :w])
         return refined if _chosen_refine(params["refine"], refined, base_plus, image) == "on" else base_plus
 
+    def _channel_bits(self, image: np.ndarray, params: dict[str, Any]):
+        import torch
+
+        _, _, x, b = self._inputs(image, params)
+        likelihoods = self.model(x, params["rate"], base=b, refine=False)["likelihoods"]["y"]
+        return -torch.log2(likelihoods).sum(dim=(0, 2, 3))
+
     def _decode(self, c: Container, params: dict[str, Any]) -> CodecResult:
         import torch
 

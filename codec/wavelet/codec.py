@@ -106,6 +106,10 @@ class WaveletCodec(LearnedCodec):
         x = pad_to_multiple(image_to_tensor(image, self.device), self.model.stride)
         return tensor_to_image(self.model.unquantized(x)[..., :h, :w])
 
+    def _channel_bits(self, image: np.ndarray, params: dict[str, Any]) -> torch.Tensor:
+        x = pad_to_multiple(image_to_tensor(image, self.device), self.model.stride)
+        return self.model.channel_bits(x, params["rate"])
+
     def _encode(self, image: np.ndarray, params: dict[str, Any]) -> CodecResult:
         h, w = image.shape[:2]
         x = pad_to_multiple(image_to_tensor(image, self.device), self.model.stride)
