@@ -48,11 +48,25 @@ def read_val_csv(path: str | Path) -> list[ValPoint]:
     if not rows or not need <= set(rows[0]):
         raise ParameterError(f"{path} is not a validation log (needs columns {', '.join(sorted(need))})")
     try:
-        return [ValPoint(int(r["step"]), r["params"], float(r["bpp"]), float(r["psnr"]),
-                         int(r["crop"]) if r.get("crop") not in (None, "") else None)
+        return [ValPoint(int(r["step"]), _without_postfilter_off(r["params"]), float(r["bpp"]),
+                         float(r["psnr"]), int(r["crop"]) if r.get("crop") not in (None, "") else None)
                 for r in rows if r["image"] == "mean"]
     except ValueError as exc:
         raise ParameterError(f"{path}: malformed row ({exc})") from None
+
+
+def _without_postfilter_off(params: str) -> str:
+    """``params`` without ``"postfilter": "off"``: logs written before the post-filter existed
+    do not name it, and validation leaves it off, so both are one operating point and the
+    sessions' logs must join into one curve."""
+    try:
+        values = json.loads(params)
+    except ValueError:
+        return params
+    if not isinstance(values, dict) or values.get("postfilter") != "off":
+        return params
+    del values["postfilter"]
+    return json.dumps(values)
 
 
 def jpeg_reference(images: Sequence[np.ndarray], qualities: Sequence[int] = JPEG_QUALITIES,
