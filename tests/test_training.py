@@ -437,6 +437,10 @@ def test_init_from_a_narrower_latent_grows_it(folders, tmp_path):
     with pytest.raises(WeightsError, match="only M can grow"):
         Trainer(_cfg(folders, tmp_path / "other", mode="wavelet", init=str(narrow),
                      model_config={**wide_config, "N": "12"}))
+    # an override that leaves the shapes alone loads the weights as they are
+    same = Trainer(_cfg(folders, tmp_path / "lam", mode="wavelet", init=str(narrow),
+                        model_config={**_tiny("wavelet"), "lambda_max": "0.05"}))
+    assert same.model_config.lambda_max == 0.05 and "grown" not in same.started_from
 
 
 def _ddp_worker(rank: int, world: int, port: int, cfg_dict: dict, out: str) -> None:

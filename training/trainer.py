@@ -115,17 +115,21 @@ class Trainer:
         model = build_model(self.codec_cls, self.model_config, cfg.seed)
         if resume is None and source is not None:
             source_config = config_from_dict(self.codec_cls.config_class, source.config)
-            # A model that can grow (a wider latent) starts from a smaller one's weights.
-            grow = source_config != self.model_config and hasattr(model, "load_narrower")
+            grown = False
             try:
-                if grow:
-                    model.load_narrower(source.state_dict, source_config)
-                else:
+                try:
                     model.load_state_dict(source.state_dict)
+                except RuntimeError:
+                    # A model that can grow (a wider latent) starts from a smaller one's weights;
+                    # overrides that leave the shapes alone (λ range, switches) load as they are.
+                    if not hasattr(model, "load_narrower"):
+                        raise
+                    model.load_narrower(source.state_dict, source_config)
+                    grown = True
             except (RuntimeError, KeyError, ValueError) as err:
                 raise WeightsError(f"{source.description} does not fit this model config: {err}") from None
             self.started_from = source.description + (
-                f", grown from {_config_change(source_config, self.model_config)}" if grow else "")
+                f", grown from {_config_change(source_config, self.model_config)}" if grown else "")
             self.history = source.history
             log.info("starting from %s", self.started_from)
         if resume is None and cfg.pretrain:
