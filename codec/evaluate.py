@@ -257,6 +257,7 @@ def bd_table_of_stages(specs: Sequence[tuple[str, Mapping[str, Any]]],
                 rows += bd_table([curve], [reference])
     return rows
 
+
 def format_bd_table(rows: Sequence[dict[str, Any]]) -> str:
     """A Markdown table of :func:`bd_table` rows."""
     def num(v: float, unit: str) -> str:

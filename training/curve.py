@@ -20,6 +20,7 @@ from typing import Sequence
 import numpy as np
 
 from codec.errors import ParameterError
+from codec.learned import POSTFILTER_PARAM
 
 __all__ = ["ValPoint", "read_val_csv", "jpeg_reference", "gain_over", "plot_learning_curve"]
 
@@ -63,9 +64,10 @@ def _without_postfilter_off(params: str) -> str:
         values = json.loads(params)
     except ValueError:
         return params
-    if not isinstance(values, dict) or values.get("postfilter") != "off":
+    name = POSTFILTER_PARAM.name
+    if not isinstance(values, dict) or values.get(name) != "off":
         return params
-    del values["postfilter"]
+    del values[name]
     return json.dumps(values)
 
 

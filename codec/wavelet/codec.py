@@ -108,7 +108,8 @@ class WaveletCodec(LearnedCodec):
 
     def _channel_bits(self, image: np.ndarray, params: dict[str, Any]) -> torch.Tensor:
         x = pad_to_multiple(image_to_tensor(image, self.device), self.model.stride)
-        return self.model.channel_bits(x, params["rate"])
+        likelihoods = self.model(x, params["rate"])["likelihoods"]  # eval mode: rounded symbols
+        return sum(-torch.log2(likelihoods[b]).sum(dim=(0, 2, 3)) for b in BANDS)
 
     def _encode(self, image: np.ndarray, params: dict[str, Any]) -> CodecResult:
         h, w = image.shape[:2]

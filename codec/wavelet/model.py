@@ -149,17 +149,6 @@ class Model(CompressionModel):
         self._check_size(x)
         return self.g_s(self.g_a(x))
 
-    @torch.no_grad()
-    def channel_bits(self, x: torch.Tensor, rate: float) -> torch.Tensor:
-        """``(M,)`` estimated bits of each latent channel (its four bands, rounded symbols)."""
-        self._check_size(x)
-        y = self.g_a(x)
-        z_hat, _ = self.entropy_bottleneck(self.h_a(y))
-        deltas = self.quantizer.steps(torch.tensor([float(rate)], device=x.device))
-        io = TrainingIO(noise=False)
-        self.code_bands(self.hyper_states(z_hat), deltas, io, dict(zip(BANDS, dwt(y))))
-        return sum(-torch.log2(lik).sum(dim=(0, 2, 3)) for lik in io.likelihoods.values())
-
     # -- entropy coding -----------------------------------------------------------------------------
     def compress(self, x: torch.Tensor, rate: float) -> dict:
         """``x`` (1, 3, H, W), H and W multiples of ``stride`` → strings per section and y bands."""
