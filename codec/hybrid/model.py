@@ -70,10 +70,12 @@ class HybridModel(CompressionModel):
 
     # -- transforms ---------------------------------------------------------------------------
     def _analysis(self, x: Tensor, base: Tensor) -> Tensor:
-        # Contiguous (NCHW) on purpose: with channels-last input (what permuting HWC image
-        # batches gives), torch 2.14's CPU backward of the strided 1x1 skip convolution in
-        # ResidualBlockWithStride crashes the process.
-        x, base = x.contiguous(), base.contiguous()
+        # Contiguous (NCHW) where autograd records: with channels-last input (what permuting HWC
+        # image batches gives), torch 2.14's CPU backward of the strided 1x1 skip convolution in
+        # ResidualBlockWithStride crashes the process. Without a backward, channels-last is
+        # faster on a CPU (768x512, one thread: 242 -> 169 ms).
+        layout = torch.contiguous_format if torch.is_grad_enabled() else torch.channels_last
+        x, base = x.contiguous(memory_format=layout), base.contiguous(memory_format=layout)
         r = (x - base) * self.config.residual_gain
         inp = torch.cat([r, base - 0.5], dim=1) if self.config.base_side_info else r
         return self.g_a(inp)
