@@ -6,6 +6,7 @@ folder: every test runs in seconds on a CPU.
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import json
 import os
@@ -177,12 +178,19 @@ def test_loss_counts_base_bits_and_ms_ssim_fits_small_crops():
         RateDistortionLoss(vgg_weight=1.0, vgg_weights="/nonexistent/vgg16.pth")
 
 
-def test_rate_warmup_ramps_the_rate_weight():
+def test_rate_warmup_ramps_the_rate_weight(tmp_path):
     cfg = RunConfig(mode="hybrid", data="x", rate_warmup_steps=100)
     assert [cfg.rate_weight(s) for s in (0, 25, 50, 75, 99, 100, 10_000)] == [0, 0, 0, 0.5, 0.98, 1, 1]
     assert RunConfig(mode="hybrid", data="x").rate_weight(0) == 1.0
+    grown = RunConfig(mode="wavelet", data="x", widen_rate_warmup_steps=10)
+    assert [grown.new_channel_rate_weight(s) for s in (0, 5, 8, 10)] == [0, 0, 0.6, 1]
+    assert grown.rate_weight(0) == 1.0  # the old channels pay from the start
     with pytest.raises(ParameterError, match="rate-warmup-steps"):
         RunConfig(mode="hybrid", data="x", rate_warmup_steps=-1).validate()
+    with pytest.raises(ParameterError, match="widen-rate-warmup-steps"):
+        RunConfig(mode="wavelet", data="x", widen_rate_warmup_steps=-1).validate()
+    args = cli.parse_args(["wavelet", "--data", "d", "--out", str(tmp_path), "--widen-rate-warmup-steps", "400"])
+    assert cli.run_config_from_args(args)[0].widen_rate_warmup_steps == 400
 
 
 # -- training -----------------------------------------------------------------------------------
@@ -441,6 +449,32 @@ def test_init_from_a_narrower_latent_grows_it(folders, tmp_path):
     same = Trainer(_cfg(folders, tmp_path / "lam", mode="wavelet", init=str(narrow),
                         model_config={**_tiny("wavelet"), "lambda_max": "0.05"}))
     assert same.model_config.lambda_max == 0.05 and "grown" not in same.started_from
+    assert same.new_channels is None
+
+
+def test_a_grown_runs_new_channels_pay_their_rate_after_the_warmup(folders, tmp_path):
+    from codec.wavelet.widen import new_channels
+
+    Trainer(_cfg(folders, tmp_path / "narrow", mode="wavelet", steps=1)).run()
+    narrow = tmp_path / "narrow" / "last.ckpt"
+    wide_config = {**_tiny("wavelet"), "M": "16"}
+
+    def first_step_bpp(out, warmup):
+        t = Trainer(_cfg(folders, out, mode="wavelet", steps=1, init=str(narrow),
+                         model_config=wide_config, widen_rate_warmup_steps=warmup))
+        t.run()
+        with open(out / "train.csv") as f:
+            return t, float(next(csv.DictReader(f))["bpp"])
+
+    grown, warm_bpp = first_step_bpp(tmp_path / "warm", 4)
+    cls = codec_class("wavelet").config_class
+    expected = new_channels(cls.tiny(M=8), cls.tiny(M=16))
+    assert torch.equal(grown.new_channels, expected) and int(expected.sum()) == 8
+    _, cold_bpp = first_step_bpp(tmp_path / "cold", 0)
+    assert warm_bpp < cold_bpp  # same data, same weights: the first step counts the old channels' bits only
+    # the mask survives a resume, so the ramp goes on where it stopped
+    cfg, doc = resume_config(tmp_path / "warm", {"steps": 2})
+    assert torch.equal(Trainer(cfg, resume=doc).new_channels, expected)
 
 
 def _ddp_worker(rank: int, world: int, port: int, cfg_dict: dict, out: str) -> None:

@@ -325,3 +325,36 @@ def test_a_widened_models_new_channels_can_learn(narrow_and_wide, photo):
     new[[0, 1, 2, 3, 8, 9, 10, 11]] = False
     assert wide.g_s[0].weight.grad[new].abs().sum() > 0
     assert wide.g_a[-1].weight.grad[new].abs().sum() > 0
+
+
+def test_shipped_fp16_weights_widen(narrow_and_wide):
+    from codec.wavelet.widen import new_channels
+
+    narrow, _ = narrow_and_wide
+    half = {k: v.half() if v.is_floating_point() else v for k, v in narrow.state_dict().items()}
+    wide = Model(Config.tiny(M=16))
+    added = wide.load_narrower(half, narrow.config)
+    assert torch.equal(added, new_channels(narrow.config, wide.config))
+    assert wide.g_a[-1].weight.dtype == torch.float32
+
+
+def test_scaling_the_new_channels_rate(narrow_and_wide, photo):
+    from codec.wavelet.widen import new_channels
+
+    narrow, wide = narrow_and_wide
+    added = new_channels(narrow.config, wide.config)
+    x = torch.from_numpy(photo[:64, :64].astype(np.float32) / 255).permute(2, 0, 1)[None]
+    lik = wide.train()(x, torch.tensor([1.0]))["likelihoods"]
+
+    def bits(liks, channels):
+        return sum(-torch.log2(liks[b][:, channels]).sum() for b in ("LL", "LH", "HL", "HH"))
+
+    for weight in (0.0, 0.5, 1.0):
+        scaled = wide.scale_channel_rates(lik, added, weight)
+        assert torch.allclose(bits(scaled, added), weight * bits(lik, added))
+        assert torch.equal(bits(scaled, ~added), bits(lik, ~added)) and scaled["z"] is lik["z"]
+    # at weight 0 the new channels' rate pulls on nothing
+    assert bits(lik, added) > 0
+    free = bits(wide.scale_channel_rates(lik, added, 0.0), added)
+    grad = torch.autograd.grad(free, wide.g_a[-1].weight, allow_unused=True)[0]
+    assert grad is None or not grad.any()

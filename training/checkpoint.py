@@ -142,6 +142,8 @@ def training_record(doc: dict[str, Any], with_history: bool = False) -> dict[str
         rec["ema"] = {"decay": float(doc["ema"]["decay"]), "updates": int(doc["ema"]["updates"])}
     if run.rate_warmup_steps:
         rec["rate_warmup_steps"] = run.rate_warmup_steps
+    if run.widen_rate_warmup_steps:
+        rec["widen_rate_warmup_steps"] = run.widen_rate_warmup_steps
     if run.codec == "hybrid":
         rec["base_quality"] = list(run.base_quality)
     if run.model_config:

@@ -77,6 +77,10 @@ def _add_run_options(p: argparse.ArgumentParser, mode: str) -> None:
                    help="train on distortion alone for N/2 steps, then ramp the rate term's weight "
                         "to 1 at step N, so the codec learns to code before it learns to save "
                         "bits (default 0)")
+    g.add_argument("--widen-rate-warmup-steps", type=int,
+                   help="the same ramp for the rate of the latent channels alone that --init added "
+                        "by growing a narrower model (--config M=...), so they carry information "
+                        "before they pay for it (default 0)")
     g = p.add_argument_group("rate")
     g.add_argument("--continuous", action="store_true",
                    help="sample the rate knob t ~ U[0,1] per sample, λ = model.lambda_for_rate(t) (default)")
@@ -188,8 +192,8 @@ def run_config_from_args(args: argparse.Namespace) -> tuple[RunConfig, dict | No
     given: dict[str, Any] = {}
     for key in ("data", "val", "init", "seed", "threads", "device", "steps", "max_minutes",
                 "checkpoint_every_minutes", "crop", "batch", "lr", "aux_lr", "warmup_steps",
-                "lr_decay_factor", "clip", "ema", "rate_warmup_steps", "phase_steps", "ms_ssim_weight",
-                "vgg_weight", "vgg_weights",
+                "lr_decay_factor", "clip", "ema", "rate_warmup_steps", "widen_rate_warmup_steps",
+                "phase_steps", "ms_ssim_weight", "vgg_weight", "vgg_weights",
                 "val_images", "val_points", "val_every", "val_crop", "log_every", "export_name",
                 "final_eval", "final_eval_images",
                 "base_subsampling", "pretrain", "freeze_steps"):

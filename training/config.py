@@ -61,6 +61,12 @@ class RunConfig:
             steps (every symbol equal to its predicted mean, the decoder falling back on the
             JPEG base) and never leaves it. Even a small rate weight does this: under Adam a
             consistent rate gradient outweighs the still incoherent distortion gradient.
+        widen_rate_warmup_steps: the same schedule for the rate of the latent channels alone
+            that ``init`` added by growing a narrower model (:mod:`codec.wavelet.widen`): they
+            carry information before they pay for it. Without it the rate pulled the new
+            channels' latent to zero faster than the synthesis learned to use it (on the CPU,
+            all of them were silent after about 600 steps). The training log's bpp counts their
+            bits at the weight of the step.
         steps: total steps of the run (across resumes); with a λ schedule and ``phase_steps``
             it defaults to ``len(schedule) * phase_steps``.
         max_minutes: wall-clock budget of this session; the run checkpoints and stops when spent.
@@ -101,6 +107,7 @@ class RunConfig:
     clip: float = 1.0
     ema: float = 0.0
     rate_warmup_steps: int = 0
+    widen_rate_warmup_steps: int = 0
     steps: int = 100_000
     max_minutes: float | None = None
     checkpoint_every_minutes: float = 10.0
@@ -153,10 +160,11 @@ class RunConfig:
 
     def rate_weight(self, step: int) -> float:
         """Weight of the rate term at ``step`` (see ``rate_warmup_steps``)."""
-        if self.rate_warmup_steps <= 0 or step >= self.rate_warmup_steps:
-            return 1.0
-        half = self.rate_warmup_steps / 2
-        return max(0.0, (step - half) / half)
+        return _warmup_weight(step, self.rate_warmup_steps)
+
+    def new_channel_rate_weight(self, step: int) -> float:
+        """Weight of the grown channels' rate at ``step`` (see ``widen_rate_warmup_steps``)."""
+        return _warmup_weight(step, self.widen_rate_warmup_steps)
 
     def lr_factor(self, step: int) -> float:
         """Multiplier of ``lr`` at ``step``: warm-up over the run's start, step decay per segment."""
@@ -203,8 +211,9 @@ class RunConfig:
         if self.mode == "refine" and not (self.init or self.pretrain):
             raise ParameterError("lic-train refine needs --init (or --pretrain) a hybrid checkpoint or "
                                  "weights to refine")
-        if self.rate_warmup_steps < 0:
-            raise ParameterError(f"--rate-warmup-steps must be >= 0, got {self.rate_warmup_steps}")
+        if self.rate_warmup_steps < 0 or self.widen_rate_warmup_steps < 0:
+            raise ParameterError("--rate-warmup-steps and --widen-rate-warmup-steps must be >= 0, got "
+                                 f"{self.rate_warmup_steps} and {self.widen_rate_warmup_steps}")
         if self.val_images < 0 or self.val_every < 0:
             raise ParameterError("--val-images and --val-every must be >= 0")
         if self.val_points < 1:
@@ -312,3 +321,12 @@ def apply_overrides(config_class: type, base: Mapping[str, Any] | None,
 def config_from_dict(config_class: type, data: Mapping[str, Any]) -> Any:
     """Rebuild a saved model Config (lists become tuples)."""
     return apply_overrides(config_class, data, {})
+
+
+def _warmup_weight(step: int, steps: int) -> float:
+    """0 for the first half of ``steps``, then a linear ramp to 1 at ``steps`` (1 throughout
+    when ``steps`` is 0)."""
+    if steps <= 0 or step >= steps:
+        return 1.0
+    half = steps / 2
+    return max(0.0, (step - half) / half)

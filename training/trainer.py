@@ -101,6 +101,8 @@ class Trainer:
         # -- model ------------------------------------------------------------------------
         self.started_from = "random initialisation (seed %d)" % cfg.seed
         self.history: list = []
+        # latent channels that growing a narrower model added (cfg.widen_rate_warmup_steps)
+        self.new_channels: torch.Tensor | None = None
         source = None
         if resume is not None:
             if resume.get("codec") != cfg.codec:
@@ -124,7 +126,7 @@ class Trainer:
                     # overrides that leave the shapes alone (λ range, switches) load as they are.
                     if not hasattr(model, "load_narrower"):
                         raise
-                    model.load_narrower(source.state_dict, source_config)
+                    self.new_channels = model.load_narrower(source.state_dict, source_config)
                     grown = True
             except (RuntimeError, KeyError, ValueError) as err:
                 raise WeightsError(f"{source.description} does not fit this model config: {err}") from None
@@ -209,6 +211,9 @@ class Trainer:
             self.val_images = load_val_images(cfg.val, cfg.val_images, cfg.val_crop)
         if resume is not None:
             self._restore(resume)
+        if cfg.widen_rate_warmup_steps and self.new_channels is None:
+            log.warning("--widen-rate-warmup-steps has no effect: this run did not grow its model "
+                        "from a narrower one")
         self.average: WeightAverage | None = None
         if cfg.ema > 0:
             self._start_average((resume or {}).get("ema"))
@@ -299,7 +304,11 @@ class Trainer:
             kwargs["refine"] = False
         out = self.model(x, rate, **kwargs)
         x_hat = out["x_refined"] if refine else out["x_hat"]
-        terms = self.loss_fn(x_hat, x, out["likelihoods"], lam, base_bits, 
+        likelihoods = out["likelihoods"]
+        new_weight = cfg.new_channel_rate_weight(self.step)
+        if self.new_channels is not None and new_weight < 1:
+            likelihoods = self.raw.scale_channel_rates(likelihoods, self.new_channels, new_weight)
+        terms = self.loss_fn(x_hat, x, likelihoods, lam, base_bits,
                             rate_weight=None if refine else cfg.rate_weight(self.step))
         self.optimizer.zero_grad(set_to_none=True)
         terms.loss.backward()
@@ -516,6 +525,7 @@ class Trainer:
             "rng": [e["rng"] for e in everyone],
             "sampler": [e["sampler"] for e in everyone],
             "started_from": self.started_from,
+            "new_channels": None if self.new_channels is None else self.new_channels.tolist(),
             "data_pack": self.data_pack,
             "history": self.history,
             "skipped_steps": self.skipped,
@@ -546,6 +556,8 @@ class Trainer:
         self.step = int(doc["step"])
         self.minutes_before = float(doc.get("minutes", 0.0))
         self.started_from = doc.get("started_from", self.started_from)
+        if doc.get("new_channels") is not None:
+            self.new_channels = torch.tensor(doc["new_channels"], dtype=torch.bool)
         self.history = list(doc.get("history") or [])
         self.skipped = int(doc.get("skipped_steps", 0))
         self.validation = doc.get("validation")

@@ -36,7 +36,7 @@ from .ll_context import LLContextEncoder
 from .progressive import BandCoder
 from .quant import AdaptiveQuantizer
 from .weconv import AnalysisTransform, SynthesisTransform
-from .widen import widen_state
+from .widen import new_channels, widen_state
 
 __all__ = ["Model"]
 
@@ -88,15 +88,29 @@ class Model(CompressionModel):
         lo, hi = math.log(self.config.lambda_min), math.log(self.config.lambda_max)
         return min(1.0, max(0.0, (math.log(lam) - lo) / (hi - lo)))
 
-    def load_narrower(self, state: dict[str, torch.Tensor], config: Config, **scales: float) -> None:
+    def load_narrower(self, state: dict[str, torch.Tensor], config: Config, **scales: float) -> torch.Tensor:
         """Load the weights of a model whose latent is narrower (``config`` differs only in a
         smaller M), so that this model starts out coding almost as that one does; ``scales``:
-        ``init_scale`` / ``synthesis_scale`` of :func:`widen.widen_state`.
+        ``init_scale`` / ``synthesis_scale`` of :func:`widen.widen_state`. Returns the boolean
+        mask of the latent channels it added (see :meth:`scale_channel_rates`).
 
         Raises:
             ValueError: ``config`` is not a narrower version of this model's config.
         """
         self.load_state_dict(widen_state(state, config, self.state_dict(), self.config, **scales))
+        return new_channels(config, self.config)
+
+    @staticmethod
+    def scale_channel_rates(likelihoods: dict[str, torch.Tensor], channels: torch.Tensor,
+                            weight: float) -> dict[str, torch.Tensor]:
+        """:meth:`forward`'s ``likelihoods`` with the bits of the latent ``channels`` (a boolean
+        mask over M) multiplied by ``weight``: their likelihoods raised to that power."""
+        scaled = dict(likelihoods)
+        for band in BANDS:
+            lik = likelihoods[band]
+            mask = channels.to(lik.device).view(1, -1, 1, 1)
+            scaled[band] = torch.where(mask, lik.pow(weight), lik)
+        return scaled
 
     # -- shared pieces ----------------------------------------------------------------------------
     def hyper_states(self, z_hat: torch.Tensor) -> dict[str, torch.Tensor]:

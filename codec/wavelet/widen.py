@@ -28,9 +28,13 @@ one did (Net2Net-style widening, Chen et al., ICLR 2016):
 The wider model is then trained on, and the new channels are meant to come into use where they
 pay. On this project's CPU they did not, in either start: after about 600 steps of two ranks
 every new channel was under 0.1 % of the bits at every rate (``lic-train eval CKPT --channels``).
-The rate pulls a new channel's latent to zero faster than the synthesis learns to use it; a
-warm-up without the new channels' rate, or a larger learning rate for them, is the next thing
-to try, on a GPU.
+The rate pulls a new channel's latent to zero faster than the synthesis learns to use it.
+A warm-up without the new channels' rate (``lic-train --widen-rate-warmup-steps``, which the
+trainer applies through :func:`new_channels` and ``Model.scale_channel_rates``) did not change
+that at the length tried: on an H100, 200 steps with their rate off and 200 ramping it in
+(16 x 256² crops, lr 2e-4), then 211 more, left the 96 new channels with 0.07 % of the bits
+at rate 0 and 1.4 % at rate 1 (kodim05). Longer warm-ups, or a larger learning rate for the
+new channels alone, are still untried.
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ import torch
 
 from .config import Config, steps_layout
 
-__all__ = ["channel_map", "widen_state"]
+__all__ = ["channel_map", "new_channels", "widen_state"]
 
 # log σ of the new channels' entropy parameters before training (see the module docstring)
 _NEW_LOG_SIGMA = math.log(0.1)
@@ -75,6 +79,13 @@ def channel_map(old: Config, new: Config) -> torch.Tensor:
     return (i // b_old) * b_new + i % b_old
 
 
+def new_channels(old: Config, new: Config) -> torch.Tensor:
+    """Boolean mask over the wide model's M channels: true where widening added the channel."""
+    mask = torch.ones(new.M, dtype=torch.bool)
+    mask[channel_map(old, new)] = False
+    return mask
+
+
 def widen_state(old_state: dict[str, torch.Tensor], old: Config, fresh: dict[str, torch.Tensor],
                 new: Config, init_scale: float = 0.3,
                 synthesis_scale: float = 0.5) -> dict[str, torch.Tensor]:
@@ -85,8 +96,7 @@ def widen_state(old_state: dict[str, torch.Tensor], old: Config, fresh: dict[str
     """
     idx = channel_map(old, new)
     M0, M1 = old.M, new.M
-    new_channels = torch.ones(M1, dtype=torch.bool)
-    new_channels[idx] = False
+    added = new_channels(old, new)
     both = torch.cat((idx, idx + M1))  # (μ, log σ) halves of a 2M-channel output
     C = old.state_channels
     out: dict[str, torch.Tensor] = {}
@@ -94,16 +104,17 @@ def widen_state(old_state: dict[str, torch.Tensor], old: Config, fresh: dict[str
         src = old_state.get(name)
         if src is None:
             raise KeyError(f"the narrow weights lack {name}")
+        src = src.to(target.dtype)  # shipped weights are fp16
         if src.shape == target.shape or name.endswith(_TABLES):
             out[name] = src.clone()
             continue
         t = target.clone()
         parts = name.split(".")
         if name in ("g_a.9.weight", "g_a.9.bias"):           # analysis output: new rows small
-            t[new_channels] *= init_scale
+            t[added] *= init_scale
             t.index_copy_(0, idx, src)
         elif name == "g_s.0.weight":                          # synthesis input (ConvTranspose: in, out)
-            t[new_channels] *= synthesis_scale
+            t[added] *= synthesis_scale
             t.index_copy_(0, idx, src)
         elif name in ("h_a.0.weight", "ll_context.inp.weight"):  # readers of ŷ: new inputs unseen
             t.zero_()
@@ -121,7 +132,7 @@ def widen_state(old_state: dict[str, torch.Tensor], old: Config, fresh: dict[str
             # (μ | log σ) outputs: the new channels' are constants until trained
             t.zero_()
             if parts[2] == "heads" and parts[-1] == "bias":
-                t[M1:][new_channels] = _NEW_LOG_SIGMA
+                t[M1:][added] = _NEW_LOG_SIGMA
             t.index_copy_(0, both, src)
         elif parts[0] == "gate":                             # α per channel: any start is fine
             t.index_copy_(0, idx, src)
