@@ -452,7 +452,7 @@ def test_init_from_a_narrower_latent_grows_it(folders, tmp_path):
     assert same.new_channels is None
 
 
-def test_a_grown_runs_new_channels_pay_their_rate_after_the_warmup(folders, tmp_path):
+def test_a_grown_runs_new_channels_start_without_their_rate(folders, tmp_path):
     from codec.wavelet.widen import new_channels
 
     Trainer(_cfg(folders, tmp_path / "narrow", mode="wavelet", steps=1)).run()
