@@ -117,7 +117,6 @@ class Trainer:
         model = build_model(self.codec_cls, self.model_config, cfg.seed)
         if resume is None and source is not None:
             source_config = config_from_dict(self.codec_cls.config_class, source.config)
-            grown = False
             try:
                 try:
                     model.load_state_dict(source.state_dict)
@@ -127,11 +126,11 @@ class Trainer:
                     if not hasattr(model, "load_narrower"):
                         raise
                     self.new_channels = model.load_narrower(source.state_dict, source_config)
-                    grown = True
             except (RuntimeError, KeyError, ValueError) as err:
                 raise WeightsError(f"{source.description} does not fit this model config: {err}") from None
             self.started_from = source.description + (
-                f", grown from {_config_change(source_config, self.model_config)}" if grown else "")
+                f", grown from {_config_change(source_config, self.model_config)}"
+                if self.new_channels is not None else "")
             self.history = source.history
             log.info("starting from %s", self.started_from)
         if resume is None and cfg.pretrain:
