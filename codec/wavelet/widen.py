@@ -99,6 +99,10 @@ def widen_state(old_state: dict[str, torch.Tensor], old: Config, fresh: dict[str
     added = new_channels(old, new)
     both = torch.cat((idx, idx + M1))  # (μ, log σ) halves of a 2M-channel output
     C = old.state_channels
+    # g_a and g_s are Sequentials: y leaves g_a's last layer and ŷ enters g_s's first
+    last_analysis = max(int(n.split(".")[1]) for n in fresh if n.startswith("g_a."))
+    analysis_out = (f"g_a.{last_analysis}.weight", f"g_a.{last_analysis}.bias")
+    synthesis_in = "g_s.0.weight"
     out: dict[str, torch.Tensor] = {}
     for name, target in fresh.items():
         src = old_state.get(name)
@@ -110,10 +114,10 @@ def widen_state(old_state: dict[str, torch.Tensor], old: Config, fresh: dict[str
             continue
         t = target.clone()
         parts = name.split(".")
-        if name in ("g_a.9.weight", "g_a.9.bias"):           # analysis output: new rows small
+        if name in analysis_out:                             # analysis output: new rows small
             t[added] *= init_scale
             t.index_copy_(0, idx, src)
-        elif name == "g_s.0.weight":                          # synthesis input (ConvTranspose: in, out)
+        elif name == synthesis_in:                           # synthesis input (ConvTranspose: in, out)
             t[added] *= synthesis_scale
             t.index_copy_(0, idx, src)
         elif name in ("h_a.0.weight", "ll_context.inp.weight"):  # readers of ŷ: new inputs unseen
