@@ -7,7 +7,8 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test venv results
 
-# The README's measured numbers (needs ../shared: Kodak and the published anchors). Learning
+# The README's measured numbers (needs ../shared: Kodak and the published anchors); the README's
+# BD-rate and speed tables are then copied from them (scripts/readme_tables.py). Learning
 # curves are drawn from the validation logs copied into results/learning; a log of a run started
 # from earlier weights carries their step count, so sessions join into one curve: +WEIGHTS reads
 # it from the manifest's training records, +STEPS gives it where the run started from a
@@ -45,3 +46,4 @@ results: $(STAMP)
 	$(VENV)/bin/lic-codec eval $(KODAK) --codecs $(CODECS) --anchors $(ANCHORS) --jobs $(JOBS) --ceiling --out results/kodak
 	$(VENV)/bin/lic-codec bench $(KODAK) --limit 8 --repeat 3 --threads 1 --out results/kodak/bench.json
 	$(VENV)/bin/lic-train curve $(CURVES) --reference $(KODAK) --images 2 --crop 256 --out $(LEARNING)/curve.png
+	$(VENV)/bin/python scripts/readme_tables.py
