@@ -648,7 +648,7 @@ def test_cli_options_defaults_and_errors(folders, tmp_path, capsys, weights_dir)
         assert 1 <= counts[0] <= counts[1] <= counts[2] <= 8
     ceiling = printed.split("unquantized latent")[1].strip().splitlines()[1:]
     # rate-free: one line, for the one setting that is not the rate
-    assert len(ceiling) == 1 and '{"postfilter": "auto"}' in ceiling[0] and ceiling[0].endswith(" dB")
+    assert len(ceiling) == 1 and '"postfilter": "auto"}' in ceiling[0] and ceiling[0].endswith(" dB")
     assert cli.main(argv) == 2  # the folder holds a run: --resume or another --out
     assert "--resume" in capsys.readouterr().err
     assert cli.main(argv + ["--resume", "--steps", "2"]) == 0

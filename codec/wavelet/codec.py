@@ -61,6 +61,10 @@ class WaveletCodec(LearnedCodec):
         ParamSpec("rate", "float", 0.5, "rate knob: 0 = smallest file, 1 = best quality", 0.0, 1.0,
                   sweep=(0.0, 0.15, 0.3, 0.45, 0.6, 0.75, 0.9, 1.0)),
         POSTFILTER_PARAM,
+        ParamSpec("optimize", "int", 0,
+                  "encoder-side latent refinement: gradient steps on this image's latent (each about 1.5x "
+                  "an encode; the decoder is the same). 0 = off; 10 gains about 0.17 dB at equal rate",
+                  0, 50),
     )
 
     def required_sections(self, params):
@@ -116,7 +120,7 @@ class WaveletCodec(LearnedCodec):
         x = pad_to_multiple(image_to_tensor(image, self.device), self.model.stride)
         t0 = time.perf_counter()
         with torch.no_grad():
-            enc = self.model.compress(x, params["rate"])
+            enc = self.model.compress(x, params["rate"], latent_steps=params["optimize"], valid=(h, w))
         sections = {name: bytes([_TAGS[name]]) + enc["strings"][name] for name in SECTIONS}
         encode_ms = (time.perf_counter() - t0) * 1e3
         dec, decode_ms = self._decode_sections(sections, w, h, params)

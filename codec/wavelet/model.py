@@ -32,6 +32,7 @@ from ..dwt import BANDS, HIGH_BANDS, dwt, idwt
 from .config import Config
 from .entropy import RansReader, RansWriter, TrainingIO, check_rans_stream
 from .gate import FrequencyGate
+from .latent_search import refine_latent
 from .ll_context import LLContextEncoder
 from .progressive import BandCoder
 from .quant import AdaptiveQuantizer
@@ -147,11 +148,15 @@ class Model(CompressionModel):
             log.warning("training on %dx%d crops: below %d some progressive steps code no symbols "
                         "and stay untrained", x.shape[-2], x.shape[-1], self.min_train_crop)
         rate = torch.as_tensor(rate, dtype=x.dtype, device=x.device).reshape(-1).expand(x.shape[0])
-        y = self.g_a(x)
+        return self.forward_latent(self.g_a(x), rate, noise=self.training)
+
+    def forward_latent(self, y: torch.Tensor, rate: torch.Tensor, noise: bool) -> dict:
+        """:meth:`forward` from the latent ``y`` on: ŷ straight-through, likelihoods under
+        additive noise (``noise``) or of the rounded symbols; ``rate`` of shape ``(N,)``."""
         z = self.h_a(y)
-        z_hat, z_likelihoods = self.entropy_bottleneck(z)
+        z_hat, z_likelihoods = self.entropy_bottleneck(z, training=noise)
         deltas = self.quantizer.steps(rate)
-        io = TrainingIO(noise=self.training)
+        io = TrainingIO(noise=noise)
         yhat, gates = self.code_bands(self.hyper_states(z_hat), deltas, io, dict(zip(BANDS, dwt(y))))
         x_hat = self.g_s(idwt(*(yhat[b] for b in BANDS)))
         return {"x_hat": x_hat, "likelihoods": {"z": z_likelihoods, **io.likelihoods},
@@ -164,12 +169,20 @@ class Model(CompressionModel):
         return self.g_s(self.g_a(x))
 
     # -- entropy coding -----------------------------------------------------------------------------
-    def compress(self, x: torch.Tensor, rate: float) -> dict:
-        """``x`` (1, 3, H, W), H and W multiples of ``stride`` → strings per section and y bands."""
+    def compress(self, x: torch.Tensor, rate: float, latent_steps: int = 0,
+                 valid: tuple[int, int] | None = None) -> dict:
+        """``x`` (1, 3, H, W), H and W multiples of ``stride`` → strings per section and y bands.
+
+        ``latent_steps`` > 0 first refines the analysis transform's latent for this image
+        (:func:`latent_search.refine_latent`, measured on the top-left ``valid`` (h, w) region,
+        default all of ``x``); the decoder is the same either way.
+        """
         self._check_size(x)
         if x.shape[0] != 1:
             raise ValueError("compress codes one image at a time")
         y = self.g_a(x)
+        if latent_steps > 0:
+            y = refine_latent(self, x, y, float(rate), latent_steps, valid)
         z = self.h_a(y)
         z_string = self.entropy_bottleneck.compress(z)[0]
         z_hat = self.entropy_bottleneck.decompress([z_string], z.shape[-2:])
