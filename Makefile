@@ -16,8 +16,9 @@ STAMP := $(VENV)/.installed
 KODAK ?= ../shared/data/kodak
 ANCHORS ?= ../shared/anchors/kodak
 # Each learned codec also without its post-filter, and the hybrid without its refinement filter
-# and without both, so that each stage's gain is measured in the same run.
-CODECS ?= jpeg,hybrid,hybrid:refine=off,hybrid:postfilter=off,hybrid:refine=off:postfilter=off,wavelet,wavelet:postfilter=off
+# and without both, so that each stage's gain is measured in the same run; the wavelet codec
+# also with its encoder's 10-step latent refinement.
+CODECS ?= jpeg,hybrid,hybrid:refine=off,hybrid:postfilter=off,hybrid:refine=off:postfilter=off,wavelet,wavelet:postfilter=off,wavelet:optimize=10
 JOBS ?= 2
 LEARNING := results/learning
 CURVES ?= $(LEARNING)/wavelet-cpu-s1-val.csv=wavelet $(LEARNING)/wavelet-cpu-s2-val.csv=wavelet+wavelet-cpu-s1 \
