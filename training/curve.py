@@ -49,26 +49,31 @@ def read_val_csv(path: str | Path) -> list[ValPoint]:
     if not rows or not need <= set(rows[0]):
         raise ParameterError(f"{path} is not a validation log (needs columns {', '.join(sorted(need))})")
     try:
-        return [ValPoint(int(r["step"]), _without_postfilter_off(r["params"]), float(r["bpp"]),
+        return [ValPoint(int(r["step"]), _without_added_params(r["params"]), float(r["bpp"]),
                          float(r["psnr"]), int(r["crop"]) if r.get("crop") not in (None, "") else None)
                 for r in rows if r["image"] == "mean"]
     except ValueError as exc:
         raise ParameterError(f"{path}: malformed row ({exc})") from None
 
 
-def _without_postfilter_off(params: str) -> str:
-    """``params`` without ``"postfilter": "off"``: logs written before the post-filter existed
-    do not name it, and validation leaves it off, so both are one operating point and the
+# Parameters added to the codecs after validation logs were first written, with the value at
+# which a point codes as it did before they existed: validation sets the post-filter off, and
+# the wavelet encoder's latent refinement defaults to none.
+_ADDED_PARAMS = {POSTFILTER_PARAM.name: "off", "optimize": 0}
+
+
+def _without_added_params(params: str) -> str:
+    """``params`` without the :data:`_ADDED_PARAMS` at their old-equivalent values: logs written
+    before a parameter existed do not name it, so both are one operating point and the
     sessions' logs must join into one curve."""
     try:
         values = json.loads(params)
     except ValueError:
         return params
-    name = POSTFILTER_PARAM.name
-    if not isinstance(values, dict) or values.get(name) != "off":
+    if not isinstance(values, dict):
         return params
-    del values[name]
-    return json.dumps(values)
+    kept = {k: v for k, v in values.items() if _ADDED_PARAMS.get(k, object()) != v}
+    return json.dumps(kept) if len(kept) != len(values) else params
 
 
 def jpeg_reference(images: Sequence[np.ndarray], qualities: Sequence[int] = JPEG_QUALITIES,
