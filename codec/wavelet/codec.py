@@ -62,8 +62,8 @@ class WaveletCodec(LearnedCodec):
                   sweep=(0.0, 0.15, 0.3, 0.45, 0.6, 0.75, 0.9, 1.0)),
         POSTFILTER_PARAM,
         ParamSpec("optimize", "int", 0,
-                  "encoder-side latent refinement: gradient steps on this image's latent (each about 1.5x "
-                  "an encode; the decoder is the same). 0 = off; 10 gains about 0.17 dB at equal rate",
+                  "encoder-side latent refinement: gradient steps on this image's latent (each about "
+                  "an encode's time; the decoder is the same). 0 = off; 10 gains about 0.17 dB at equal rate",
                   0, 50),
     )
 
