@@ -224,43 +224,70 @@ def _use_threads(threads: int) -> None:
         torch.set_num_threads(threads)
 
 
-def _sweep_spec(name: str, fixed: dict[str, str], images: list[Path], args: argparse.Namespace,
-                threads: int, progress) -> Any:
-    """One codec spec's curve over ``images`` with ``threads`` torch threads (0: torch's default);
-    a process-pool job of ``eval --jobs``."""
+def _spec_points(codec, fixed: dict[str, str]) -> list[dict[str, Any]]:
+    return [codec.resolve_params({**p, **fixed}) for p in codec.sweep_points()]
+
+
+def _curve_name(name: str, fixed: dict[str, str]) -> str:
+    return name + "".join(f"_{k}-{v}" for k, v in fixed.items()).replace(":", "")
+
+
+_worker_codecs: dict[str, Any] = {}
+
+
+def _measure_job(name: str, fixed: dict[str, str], images: list[Path], args: argparse.Namespace,
+                 threads: int) -> Any:
+    """One spec's measurements on some of the images: a process-pool job of ``eval --jobs``.
+
+    A worker keeps the codecs it has built, since it runs many jobs of the same specs.
+    """
     from . import evaluate as ev
 
     _use_threads(threads)
-    codec = _create(name, args)
-    points = [codec.resolve_params({**p, **fixed}) for p in codec.sweep_points()]
-    curve = ev.sweep(codec, images, points, with_ms_ssim=not args.no_ms_ssim, progress=progress)
-    if fixed:
-        curve.name = name + "".join(f"_{k}-{v}" for k, v in fixed.items()).replace(":", "")
-    return curve
+    if name not in _worker_codecs:
+        _worker_codecs[name] = _create(name, args)
+    codec = _worker_codecs[name]
+    return ev.measure(codec, images, _spec_points(codec, fixed), with_ms_ssim=not args.no_ms_ssim)
 
 
 def _sweep_all(specs: list[tuple[str, dict[str, str]]], images: list[Path], args: argparse.Namespace) -> list:
-    """Curves of every spec, in ``specs`` order; ``args.jobs`` specs at a time in worker processes."""
+    """Curves of every spec, in ``specs`` order.
+
+    With ``args.jobs`` > 1, worker processes take one (spec, image) pair at a time, so that a slow
+    spec is shared among all workers rather than left to one.
+    """
     from . import evaluate as ev
 
     if args.jobs < 1:
         raise SystemExit(f"lic-codec: --jobs {args.jobs} must be at least 1")
-    jobs = min(args.jobs, len(specs))
+    jobs = min(args.jobs, len(specs) * len(images))
+    curves: list = []
     if jobs == 1:
-        return [_sweep_spec(name, fixed, images, args, args.threads, ev.stderr_progress)
-                for name, fixed in specs]
+        _use_threads(args.threads)
+        for name, fixed in specs:
+            codec = _create(name, args)
+            curve = ev.sweep(codec, images, _spec_points(codec, fixed),
+                             with_ms_ssim=not args.no_ms_ssim, progress=ev.stderr_progress)
+            curve.name = _curve_name(name, fixed)
+            curves.append(curve)
+        return curves
     import multiprocessing
     import os
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures import ProcessPoolExecutor
 
     threads = args.threads or max(1, (os.cpu_count() or 1) // jobs)
     # spawn: a forked child would inherit torch's thread pools mid-state.
     with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {pool.submit(_sweep_spec, name, fixed, images, args, threads, None): i
-                   for i, (name, fixed) in enumerate(specs)}
-        curves: list = [None] * len(specs)
-        for done, future in enumerate(as_completed(futures), 1):
-            curves[futures[future]] = curve = future.result()
+        futures = [[pool.submit(_measure_job, name, fixed, [image], args, threads) for image in images]
+                   for name, fixed in specs]
+        # Waiting in submission order only delays the messages; the workers run ahead regardless.
+        for done, ((name, fixed), parts) in enumerate(zip(specs, futures), 1):
+            measured = parts[0].result()
+            for part in parts[1:]:
+                measured.extend(part.result())
+            curve = measured.curve()
+            curve.name = _curve_name(name, fixed)
+            curves.append(curve)
             print(f"[{done}/{len(specs)}] swept {curve.name}", file=sys.stderr, flush=True)
     return curves
 

@@ -24,6 +24,8 @@ __all__ = [
     "IMAGE_SUFFIXES",
     "Curve",
     "list_images",
+    "Measurements",
+    "measure",
     "sweep",
     "grid_points",
     "upper_hull",
@@ -79,21 +81,67 @@ def _nanmean(values: Iterable[float]) -> float:
     return float(arr.mean()) if arr.size else float("nan")
 
 
-def sweep(codec: Codec, images: Sequence[Path], points: Sequence[dict[str, Any]] | None = None,
-          with_ms_ssim: bool = True, progress: Callable[[int, int, str], None] | None = None,
-          check_decode: bool = True) -> Curve:
-    """Code every image at every operating point; return the per-point means.
+@dataclass
+class Measurements:
+    """One codec's per-image results at each operating point, before averaging into a Curve.
+
+    Lists are indexed [point][image]; measurements of disjoint image subsets (the jobs of a
+    parallel sweep) are joined with :meth:`extend` in image order, so the means are those of one
+    sequential sweep.
+    """
+
+    codec: str
+    source: str
+    params: list[dict[str, Any]]
+    bpp: list[list[float]]
+    psnr: list[list[float]]
+    ms_ssim: list[list[float]]
+    encoding_time: list[list[float]]
+    decoding_time: list[list[float]]
+
+    _SERIES = ("bpp", "psnr", "ms_ssim", "encoding_time", "decoding_time")
+
+    def extend(self, other: "Measurements") -> None:
+        if other.codec != self.codec or other.params != self.params:
+            raise ValueError(f"cannot join measurements of {other.codec} {other.params} "
+                             f"to {self.codec} {self.params}")
+        for series in self._SERIES:
+            for mine, theirs in zip(getattr(self, series), getattr(other, series)):
+                mine.extend(theirs)
+
+    def curve(self) -> Curve:
+        """Per-point means, sorted by bpp."""
+        with_ms_ssim = any(not math.isnan(v) for row in self.ms_ssim for v in row)
+        rows = sorted(zip(self.params, *(map(_nanmean, getattr(self, s)) for s in self._SERIES)),
+                      key=lambda r: r[1])
+        images = len(self.bpp[0]) if self.bpp else 0
+        return Curve(
+            name=self.codec,
+            params=[r[0] for r in rows],
+            bpp=[r[1] for r in rows],
+            psnr=[r[2] for r in rows],
+            ms_ssim=[r[3] for r in rows] if with_ms_ssim else [],
+            encoding_time=[r[4] for r in rows],
+            decoding_time=[r[5] for r in rows],
+            description=f"lic-studio {self.codec}, {self.source}, {images} images, bpp from .lic file bytes",
+        )
+
+
+def measure(codec: Codec, images: Sequence[Path], points: Sequence[dict[str, Any]] | None = None,
+            with_ms_ssim: bool = True, progress: Callable[[int, int, str], None] | None = None,
+            check_decode: bool = True) -> Measurements:
+    """Code every image at every operating point and keep each image's result.
 
     bpp is counted from the complete ``.lic`` file. Each bitstream is decoded again with
     ``codec.decode`` and checked to reproduce the encoder-side reconstruction exactly.
     """
     points = list(points if points is not None else codec.sweep_points())
     pixels = [open_image(p) for p in images]
+    out = Measurements(codec.name, f"weights {codec.weights_name}, device {codec.device_name}",
+                       points, *([[] for _ in points] for _ in Measurements._SERIES))
     total = len(points) * len(pixels)
-    rows = []
     done = 0
-    for params in points:
-        bpps, psnrs, ssims, enc, dec = [], [], [], [], []
+    for i, params in enumerate(points):
         for path, img in zip(images, pixels):
             res = codec.encode(img, **params)
             t_dec = res.decode_ms
@@ -103,29 +151,22 @@ def sweep(codec: Codec, images: Sequence[Path], points: Sequence[dict[str, Any]]
                     raise RuntimeError(f"{codec.name} {params}: decode differs from the encoder's "
                                        f"reconstruction on {path.name}")
                 t_dec = back.decode_ms
-            bpps.append(res.bpp)
-            psnrs.append(metrics.psnr(img, res.image))
-            if with_ms_ssim:
-                ssims.append(metrics.ms_ssim(img, res.image))
-            enc.append(res.encode_ms / 1e3)
-            dec.append(t_dec / 1e3)
+            out.bpp[i].append(res.bpp)
+            out.psnr[i].append(metrics.psnr(img, res.image))
+            out.ms_ssim[i].append(metrics.ms_ssim(img, res.image) if with_ms_ssim else float("nan"))
+            out.encoding_time[i].append(res.encode_ms / 1e3)
+            out.decoding_time[i].append(t_dec / 1e3)
             done += 1
             if progress:
                 progress(done, total, f"{codec.name} {params} {path.name}")
-        rows.append((params, _nanmean(bpps), _nanmean(psnrs),
-                     _nanmean(ssims) if with_ms_ssim else float("nan"), _nanmean(enc), _nanmean(dec)))
-    rows.sort(key=lambda r: r[1])
-    return Curve(
-        name=codec.name,
-        params=[r[0] for r in rows],
-        bpp=[r[1] for r in rows],
-        psnr=[r[2] for r in rows],
-        ms_ssim=[r[3] for r in rows] if with_ms_ssim else [],
-        encoding_time=[r[4] for r in rows],
-        decoding_time=[r[5] for r in rows],
-        description=f"lic-studio {codec.name}, weights {codec.weights_name}, device {codec.device_name}, "
-                    f"{len(pixels)} images, bpp from .lic file bytes",
-    )
+    return out
+
+
+def sweep(codec: Codec, images: Sequence[Path], points: Sequence[dict[str, Any]] | None = None,
+          with_ms_ssim: bool = True, progress: Callable[[int, int, str], None] | None = None,
+          check_decode: bool = True) -> Curve:
+    """The per-point means of :func:`measure`, as a curve sorted by bpp."""
+    return measure(codec, images, points, with_ms_ssim, progress, check_decode).curve()
 
 
 def transform_ceiling(codec: Codec, images: Sequence[Path]) -> list[dict[str, Any]]:

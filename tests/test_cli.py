@@ -99,16 +99,21 @@ def test_eval_holds_spec_parameters_fixed(tmp_path, photo):
 def test_eval_jobs_give_the_same_curves_as_one_process(tmp_path, photo, capsys):
     folder = tmp_path / "imgs"
     folder.mkdir()
+    # Two images, so that the jobs split each spec's images between the workers.
     Image.fromarray(np.ascontiguousarray(photo[:64, :96])).save(folder / "a.png")
-    curves = {}
+    Image.fromarray(np.ascontiguousarray(photo[-64:, -96:])).save(folder / "b.png")
+    curves, descriptions = {}, {}
     for jobs in ("1", "2"):
         out = tmp_path / f"res{jobs}"
         assert main(["eval", str(folder), "--codecs", "jpeg,jpeg:subsampling=4:4:4", "--out", str(out),
                      "--no-ms-ssim", "--jobs", jobs, "--threads", "1"]) == 0
-        curves[jobs] = {p.name: json.loads(p.read_text())["results"] for p in out.glob("jpeg*.json")}
+        docs = {p.name: json.loads(p.read_text()) for p in out.glob("jpeg*.json")}
+        curves[jobs] = {n: d["results"] for n, d in docs.items()}
+        descriptions[jobs] = {n: d["description"] for n, d in docs.items()}
     assert sorted(curves["2"]) == ["jpeg.json", "jpeg_subsampling-444.json"]
     for name, res in curves["1"].items():
         assert res["bpp"] == curves["2"][name]["bpp"] and res["psnr-rgb"] == curves["2"][name]["psnr-rgb"]
+        assert descriptions["1"][name] == descriptions["2"][name] and "2 images" in descriptions["2"][name]
     assert "[2/2] swept" in capsys.readouterr().err
 
 
