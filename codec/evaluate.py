@@ -33,11 +33,14 @@ __all__ = [
     "read_curve",
     "read_curves",
     "bd_table",
+    "BD_TABLE_HEADER",
     "format_bd_table",
     "plot_curves",
     "stderr_progress",
 ]
 
+# scripts/readme_tables.py finds the README's copy of the table by this line.
+BD_TABLE_HEADER = "| codec | reference | BD-rate | BD-PSNR |"
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".ppm", ".pgm", ".bmp", ".tif", ".tiff", ".webp"}
 
 
@@ -304,7 +307,7 @@ def format_bd_table(rows: Sequence[dict[str, Any]]) -> str:
     def num(v: float, unit: str) -> str:
         return "n/a (no overlap)" if math.isnan(v) else f"{v:+.1f}{unit}" if unit == " %" else f"{v:+.2f}{unit}"
 
-    lines = ["| codec | reference | BD-rate | BD-PSNR |", "|---|---|---:|---:|"]
+    lines = [BD_TABLE_HEADER, "|---|---|---:|---:|"]
     for r in rows:
         lines.append(f"| {r['codec']} | {r['reference']} | {num(r['bd_rate_percent'], ' %')} | "
                      f"{num(r['bd_psnr_db'], ' dB')} |")

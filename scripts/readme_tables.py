@@ -13,7 +13,8 @@ import argparse
 import sys
 from pathlib import Path
 
-BD_HEADER = "| codec | reference | BD-rate | BD-PSNR |"
+from codec.evaluate import BD_TABLE_HEADER as BD_HEADER
+
 BENCH_HEADER_START = "| codec | weights | device |"
 
 
