@@ -21,6 +21,7 @@ import numpy as np
 
 from codec.errors import ParameterError
 from codec.learned import POSTFILTER_PARAM
+from codec.wavelet.codec import OPTIMIZE_PARAM
 
 __all__ = ["ValPoint", "read_val_csv", "jpeg_reference", "gain_over", "plot_learning_curve"]
 
@@ -59,7 +60,7 @@ def read_val_csv(path: str | Path) -> list[ValPoint]:
 # Parameters added to the codecs after validation logs were first written, with the value at
 # which a point codes as it did before they existed: validation sets the post-filter off, and
 # the wavelet encoder's latent refinement defaults to none.
-_ADDED_PARAMS = {POSTFILTER_PARAM.name: "off", "optimize": 0}
+_ADDED_PARAMS = {POSTFILTER_PARAM.name: "off", OPTIMIZE_PARAM.name: OPTIMIZE_PARAM.default}
 
 
 def _without_added_params(params: str) -> str:

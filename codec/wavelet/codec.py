@@ -34,9 +34,14 @@ from ..learned import POSTFILTER_PARAM, LearnedCodec, image_to_tensor, pad_to_mu
 from .config import Config
 from .model import Model
 
-__all__ = ["WaveletCodec", "SECTIONS"]
+__all__ = ["WaveletCodec", "SECTIONS", "OPTIMIZE_PARAM"]
 
 SECTIONS = ("hyper",) + BANDS
+OPTIMIZE_PARAM = ParamSpec(
+    "optimize", "int", 0,
+    "encoder-side latent refinement: gradient steps on this image's latent (each about "
+    "an encode's time; the decoder is the same). 0 = off; 10 gains about 0.17 dB at equal rate",
+    0, 50)
 # First byte of each section: which stream it holds, so a section moved under another name
 # (or pasted from another file kind) is refused instead of decoded into garbage.
 _TAGS = {name: 0xA0 + i for i, name in enumerate(SECTIONS)}
@@ -61,10 +66,7 @@ class WaveletCodec(LearnedCodec):
         ParamSpec("rate", "float", 0.5, "rate knob: 0 = smallest file, 1 = best quality", 0.0, 1.0,
                   sweep=(0.0, 0.15, 0.3, 0.45, 0.6, 0.75, 0.9, 1.0)),
         POSTFILTER_PARAM,
-        ParamSpec("optimize", "int", 0,
-                  "encoder-side latent refinement: gradient steps on this image's latent (each about "
-                  "an encode's time; the decoder is the same). 0 = off; 10 gains about 0.17 dB at equal rate",
-                  0, 50),
+        OPTIMIZE_PARAM,
     )
 
     def required_sections(self, params):
