@@ -235,7 +235,7 @@ def _curve_name(name: str, fixed: dict[str, str]) -> str:
 _worker_codecs: dict[str, Any] = {}
 
 
-def _measure_job(name: str, fixed: dict[str, str], images: list[Path], args: argparse.Namespace,
+def _measure_job(name: str, points: list[dict[str, Any]], images: list[Path], args: argparse.Namespace,
                  threads: int) -> Any:
     """One spec's measurements on some of the images: a process-pool job of ``eval --jobs``.
 
@@ -246,29 +246,31 @@ def _measure_job(name: str, fixed: dict[str, str], images: list[Path], args: arg
     _use_threads(threads)
     if name not in _worker_codecs:
         _worker_codecs[name] = _create(name, args)
-    codec = _worker_codecs[name]
-    return ev.measure(codec, images, _spec_points(codec, fixed), with_ms_ssim=not args.no_ms_ssim)
+    return ev.measure(_worker_codecs[name], images, points, with_ms_ssim=not args.no_ms_ssim)
 
 
 def _sweep_all(specs: list[tuple[str, dict[str, str]]], images: list[Path], args: argparse.Namespace) -> list:
     """Curves of every spec, in ``specs`` order.
 
-    With ``args.jobs`` > 1, worker processes take one (spec, image) pair at a time, so that a slow
-    spec is shared among all workers rather than left to one.
+    Every spec's parameters are checked before anything is measured. With ``args.jobs`` > 1,
+    worker processes take one (spec, image) pair at a time, so that a slow spec is shared among
+    all workers rather than left to one.
     """
     from . import evaluate as ev
 
     if args.jobs < 1:
         raise SystemExit(f"lic-codec: --jobs {args.jobs} must be at least 1")
-    jobs = min(args.jobs, len(specs) * len(images))
+    _use_threads(args.threads)
+    codecs = {name: _create(name, args) for name in dict.fromkeys(name for name, _ in specs)}
+    points = [_spec_points(codecs[name], fixed) for name, fixed in specs]
+    names = [_curve_name(name, fixed) for name, fixed in specs]
     curves: list = []
+    jobs = min(args.jobs, len(specs) * len(images))
     if jobs == 1:
-        _use_threads(args.threads)
-        for name, fixed in specs:
-            codec = _create(name, args)
-            curve = ev.sweep(codec, images, _spec_points(codec, fixed),
-                             with_ms_ssim=not args.no_ms_ssim, progress=ev.stderr_progress)
-            curve.name = _curve_name(name, fixed)
+        for (name, _), spec_points, curve_name in zip(specs, points, names):
+            curve = ev.sweep(codecs[name], images, spec_points, with_ms_ssim=not args.no_ms_ssim,
+                             progress=ev.stderr_progress)
+            curve.name = curve_name
             curves.append(curve)
         return curves
     import multiprocessing
@@ -278,17 +280,22 @@ def _sweep_all(specs: list[tuple[str, dict[str, str]]], images: list[Path], args
     threads = args.threads or max(1, (os.cpu_count() or 1) // jobs)
     # spawn: a forked child would inherit torch's thread pools mid-state.
     with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [[pool.submit(_measure_job, name, fixed, [image], args, threads) for image in images]
-                   for name, fixed in specs]
-        # Waiting in submission order only delays the messages; the workers run ahead regardless.
-        for done, ((name, fixed), parts) in enumerate(zip(specs, futures), 1):
-            measured = parts[0].result()
-            for part in parts[1:]:
-                measured.extend(part.result())
-            curve = measured.curve()
-            curve.name = _curve_name(name, fixed)
-            curves.append(curve)
-            print(f"[{done}/{len(specs)}] swept {curve.name}", file=sys.stderr, flush=True)
+        futures = [[pool.submit(_measure_job, name, spec_points, [image], args, threads) for image in images]
+                   for (name, _), spec_points in zip(specs, points)]
+        try:
+            # Waiting in submission order only delays the messages; the workers run ahead regardless.
+            for done, (parts, curve_name) in enumerate(zip(futures, names), 1):
+                measured = parts[0].result()
+                for part in parts[1:]:
+                    measured.extend(part.result())
+                curve = measured.curve()
+                curve.name = curve_name
+                curves.append(curve)
+                print(f"[{done}/{len(specs)}] swept {curve_name}", file=sys.stderr, flush=True)
+        except BaseException:
+            # A failed job (a decode that differs, Ctrl-C) ends the run now, not after the queue.
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
     return curves
 
 

@@ -117,6 +117,16 @@ def test_eval_jobs_give_the_same_curves_as_one_process(tmp_path, photo, capsys):
     assert "[2/2] swept" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_eval_checks_every_spec_before_measuring(tmp_path, png, capsys, jobs):
+    out = tmp_path / "r"
+    assert main(["eval", str(png.parent), "--codecs", "jpeg,jpeg:quality=500", "--jobs", jobs,
+                 "--no-ms-ssim", "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "quality=500 is outside its range" in err and "swept" not in err and "1/" not in err
+    assert not list(out.glob("*.json"))
+
+
 def test_eval_refuses_zero_jobs(tmp_path, png):
     with pytest.raises(SystemExit, match="--jobs 0"):
         main(["eval", str(png.parent), "--jobs", "0", "--out", str(tmp_path / "r")])
