@@ -249,8 +249,9 @@ def _measure_job(name: str, points: list[dict[str, Any]], images: list[Path], ar
     return ev.measure(_worker_codecs[name], images, points, with_ms_ssim=not args.no_ms_ssim)
 
 
-def _sweep_all(specs: list[tuple[str, dict[str, str]]], images: list[Path], args: argparse.Namespace) -> list:
-    """Curves of every spec, in ``specs`` order.
+def _sweep_all(specs: list[tuple[str, dict[str, str]]], codecs: dict[str, Any], images: list[Path],
+               args: argparse.Namespace) -> list:
+    """Curves of every spec, in ``specs`` order, with ``codecs`` (one per codec name).
 
     Every spec's parameters are checked before anything is measured. With ``args.jobs`` > 1,
     worker processes take one (spec, image) pair at a time, so that a slow spec is shared among
@@ -260,8 +261,6 @@ def _sweep_all(specs: list[tuple[str, dict[str, str]]], images: list[Path], args
 
     if args.jobs < 1:
         raise SystemExit(f"lic-codec: --jobs {args.jobs} must be at least 1")
-    _use_threads(args.threads)
-    codecs = {name: _create(name, args) for name in dict.fromkeys(name for name, _ in specs)}
     points = [_spec_points(codecs[name], fixed) for name, fixed in specs]
     names = [_curve_name(name, fixed) for name, fixed in specs]
     curves: list = []
@@ -308,7 +307,9 @@ def _cmd_eval(args, options) -> int:
     specs = [_parse_codec_spec(n) for n in args.codecs.split(",") if n.strip()]
     if not any(name == "jpeg" and not fixed for name, fixed in specs):
         specs.insert(0, ("jpeg", {}))  # the reference every table is measured against
-    curves = _sweep_all(specs, images, args)
+    _use_threads(args.threads)
+    codecs = {name: _create(name, args) for name in dict.fromkeys(name for name, _ in specs)}
+    curves = _sweep_all(specs, codecs, images, args)
     for curve in curves:
         ev.write_curve(curve, out / f"{curve.name}.json")
     anchors = ev.read_curves(args.anchors) if args.anchors else []
@@ -321,7 +322,7 @@ def _cmd_eval(args, options) -> int:
         f"BD-rate on {len(images)} images of {args.folder} (PSNR-RGB; negative = fewer bits than the "
         f"reference).\n\n{table}\n")
     (out / "bd_rate.json").write_text(json.dumps(rows, indent=2, allow_nan=True) + "\n")
-    ceilings = _ceilings(specs, images, args) if args.ceiling else []
+    ceilings = _ceilings(specs, codecs, images) if args.ceiling else []
     if ceilings:
         (out / "ceiling.json").write_text(json.dumps(ceilings, indent=2) + "\n")
     ev.plot_curves(curves, anchors, out / "rd.png", title=f"{Path(args.folder).name}: {len(images)} images",
@@ -333,14 +334,13 @@ def _cmd_eval(args, options) -> int:
     return 0
 
 
-def _ceilings(specs: list[tuple[str, dict[str, str]]], images: list[Path], args: argparse.Namespace) -> list:
+def _ceilings(specs: list[tuple[str, dict[str, str]]], codecs: dict[str, Any], images: list[Path]) -> list:
     """The transform ceiling of each learned codec swept without fixed parameters."""
     from . import evaluate as ev
     from . import registry
 
-    _use_threads(args.threads)
     names = [name for name, fixed in specs if not fixed and registry.entry(name).learned]
-    return [row for name in dict.fromkeys(names) for row in ev.transform_ceiling(_create(name, args), images)]
+    return [row for name in dict.fromkeys(names) for row in ev.transform_ceiling(codecs[name], images)]
 
 
 def _cmd_grid(args, options) -> int:

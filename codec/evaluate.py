@@ -95,6 +95,7 @@ class Measurements:
 
     codec: str
     source: str
+    with_ms_ssim: bool
     params: list[dict[str, Any]]
     bpp: list[list[float]]
     psnr: list[list[float]]
@@ -105,7 +106,7 @@ class Measurements:
     _SERIES = ("bpp", "psnr", "ms_ssim", "encoding_time", "decoding_time")
 
     def extend(self, other: "Measurements") -> None:
-        if other.codec != self.codec or other.params != self.params:
+        if (other.codec, other.params, other.with_ms_ssim) != (self.codec, self.params, self.with_ms_ssim):
             raise ValueError(f"cannot join measurements of {other.codec} {other.params} "
                              f"to {self.codec} {self.params}")
         for series in self._SERIES:
@@ -114,7 +115,6 @@ class Measurements:
 
     def curve(self) -> Curve:
         """Per-point means, sorted by bpp."""
-        with_ms_ssim = any(not math.isnan(v) for row in self.ms_ssim for v in row)
         rows = sorted(zip(self.params, *(map(_nanmean, getattr(self, s)) for s in self._SERIES)),
                       key=lambda r: r[1])
         images = len(self.bpp[0]) if self.bpp else 0
@@ -123,7 +123,7 @@ class Measurements:
             params=[r[0] for r in rows],
             bpp=[r[1] for r in rows],
             psnr=[r[2] for r in rows],
-            ms_ssim=[r[3] for r in rows] if with_ms_ssim else [],
+            ms_ssim=[r[3] for r in rows] if self.with_ms_ssim else [],
             encoding_time=[r[4] for r in rows],
             decoding_time=[r[5] for r in rows],
             description=f"lic-studio {self.codec}, {self.source}, {images} images, bpp from .lic file bytes",
@@ -141,7 +141,7 @@ def measure(codec: Codec, images: Sequence[Path], points: Sequence[dict[str, Any
     points = list(points if points is not None else codec.sweep_points())
     pixels = [open_image(p) for p in images]
     out = Measurements(codec.name, f"weights {codec.weights_name}, device {codec.device_name}",
-                       points, *([[] for _ in points] for _ in Measurements._SERIES))
+                       with_ms_ssim, points, *([[] for _ in points] for _ in Measurements._SERIES))
     total = len(points) * len(pixels)
     done = 0
     for i, params in enumerate(points):
