@@ -225,7 +225,14 @@ def _use_threads(threads: int) -> None:
 
 
 def _spec_points(codec, fixed: dict[str, str]) -> list[dict[str, Any]]:
-    return [codec.resolve_params({**p, **fixed}) for p in codec.sweep_points()]
+    """The sweep's points with ``fixed`` held; a fixed rate knob leaves one point, not the
+    sweep's length of copies of it."""
+    points: list[dict[str, Any]] = []
+    for p in codec.sweep_points():
+        point = codec.resolve_params({**p, **fixed})
+        if point not in points:
+            points.append(point)
+    return points
 
 
 def _curve_name(name: str, fixed: dict[str, str]) -> str:

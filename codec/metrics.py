@@ -74,8 +74,6 @@ def _curve(rates: Sequence[float], quality: Sequence[float]) -> tuple[np.ndarray
         raise ValueError("a curve is two equal-length 1-D sequences (rates, qualities)")
     keep = np.isfinite(r) & np.isfinite(q) & (r > 0)
     r, q = r[keep], q[keep]
-    if len(r) < 2:
-        raise ValueError("a curve needs at least two finite points with positive rate")
     order = np.argsort(q)
     q, r = q[order], r[order]
     # Drop points that do not improve quality: PCHIP needs strictly increasing abscissae.
@@ -96,7 +94,7 @@ def bd_rate(anchor: tuple[Sequence[float], Sequence[float]],
     Curves are ``(rates, qualities)``. log-rate is interpolated as a piecewise cubic (PCHIP)
     function of quality and integrated over the overlapping quality range, as in the
     piecewise-cubic variant of VCEG-M33 used by CompressAI and the JVET tools. NaN when the
-    curves do not overlap in quality.
+    curves do not overlap in quality, or either has fewer than two usable points.
     """
     ra, qa = _curve(*anchor)
     rt, qt = _curve(*test)
@@ -115,6 +113,8 @@ def bd_psnr(anchor: tuple[Sequence[float], Sequence[float]],
     """Bjøntegaard delta quality (dB) of ``test`` against ``anchor`` over their common rate range."""
     ra, qa = _curve(*anchor)
     rt, qt = _curve(*test)
+    if len(qa) < 2 or len(qt) < 2:
+        return float("nan")
     la, lt = np.log(ra), np.log(rt)
     oa, ot = np.argsort(la), np.argsort(lt)
     la, qa, lt, qt = la[oa], qa[oa], lt[ot], qt[ot]

@@ -111,6 +111,10 @@ def test_eval_holds_spec_parameters_fixed(tmp_path, photo):
     assert all(p["subsampling"] == "4:4:4" for p in doc["params"])
     base = json.loads((out / "jpeg.json").read_text())
     assert doc["results"]["bpp"][-1] > base["results"]["bpp"][-1]
+    # holding the rate knob measures that one point once
+    assert main(["eval", str(folder), "--codecs", "jpeg:quality=40", "--out", str(out), "--no-ms-ssim"]) == 0
+    assert json.loads((out / "jpeg_quality-40.json").read_text())["params"] == [
+        {"quality": 40, "subsampling": "4:2:0"}]
 
 
 def test_eval_jobs_give_the_same_curves_as_one_process(tmp_path, photo, capsys):

@@ -63,6 +63,12 @@ def test_bd_rate_uses_only_overlap_and_is_order_free():
     assert math.isnan(metrics.bd_rate(CURVE, far))
 
 
+@pytest.mark.parametrize("short", [([0.5], [31.0]), ([0.5, 0.5], [31.0, 31.0]), ([0.5, math.nan], [31.0, 32.0])])
+def test_a_curve_of_one_usable_point_has_no_bd_value(short):
+    for f in (metrics.bd_rate, metrics.bd_psnr):
+        assert math.isnan(f(CURVE, short)) and math.isnan(f(short, CURVE))
+
+
 def test_bd_psnr_constant_offset():
     up = (CURVE[0], [q + 0.7 for q in CURVE[1]])
     assert metrics.bd_psnr(CURVE, up) == pytest.approx(0.7)
