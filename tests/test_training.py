@@ -193,6 +193,25 @@ def test_rate_warmup_ramps_the_rate_weight(tmp_path):
     assert cli.run_config_from_args(args)[0].widen_rate_warmup_steps == 400
 
 
+def test_continuous_training_draws_the_knob_from_its_rate_range(folders, tmp_path, weights_dir):
+    with pytest.raises(ParameterError, match="LO < HI"):
+        RunConfig(mode="wavelet", data="x", rate_range=(0.5, 0.5)).validate()
+    with pytest.raises(ParameterError, match="knob's range 0 to 1"):  # the hybrid's gains do not extrapolate
+        Trainer(_cfg(folders, tmp_path / "h", rate_range=(-0.25, 1.0)))
+    args = cli.parse_args(["wavelet", "--data", "d", "--out", str(tmp_path), "--rate-range", "-0.25", "1"])
+    assert cli.run_config_from_args(args)[0].rate_range == (-0.25, 1.0)
+
+    trainer = Trainer(_cfg(folders, tmp_path / "w", mode="wavelet", steps=6, rate_range=(-0.25, 1.0)))
+    drawn, knob_to_lambda = [], trainer.raw.lambda_for_rate
+    trainer.raw.lambda_for_rate = lambda rate: drawn.append(rate.clone()) or knob_to_lambda(rate)
+    trainer.run()
+    drawn = torch.cat(drawn)
+    assert len(drawn) == 12 and drawn.min() >= -0.25 and drawn.max() <= 1.0 and (drawn < 0).any()
+    entry = export_checkpoint(tmp_path / "w" / "last.ckpt", "w-wide")
+    assert entry["rate_range"] == [-0.25, 1.0] and entry["lambda_range"][0] < 0.002
+    assert validate_manifest(weights_dir) == []
+
+
 # -- training -----------------------------------------------------------------------------------
 def _fixed_batch_loss(trainer: Trainer, batch, rate: float) -> float:
     """Deterministic loss (eval mode: rounded latents) of ``trainer``'s model on ``batch``."""

@@ -10,7 +10,7 @@ import torch
 
 from codec import container, registry
 from codec.dwt import BANDS, HIGH_BANDS, dwt
-from codec.errors import BitstreamError
+from codec.errors import BitstreamError, ParameterError
 from codec.wavelet import Config, Model, WaveletCodec
 from codec.wavelet.config import steps_layout
 from codec.wavelet.entropy import RansWriter
@@ -58,9 +58,13 @@ def test_registry_decodes_by_header(codec, photo):
 
 
 def test_rate_knob_orders_bits(codec, photo):
-    low, high = codec.encode(photo, rate=0.0), codec.encode(photo, rate=1.0)
-    assert low.num_bytes < high.num_bytes
-    assert low.info["delta"]["LL"] > high.info["delta"]["LL"]
+    lowest, low, high = (codec.encode(photo, rate=r) for r in (Model.rate_range[0], 0.0, 1.0))
+    assert lowest.num_bytes < low.num_bytes < high.num_bytes
+    assert lowest.info["delta"]["LL"] > low.info["delta"]["LL"] > high.info["delta"]["LL"]
+    # below 0 the knob still decodes exactly, and it ends where the range says
+    assert Model.rate_range[0] < 0 and np.array_equal(codec.decode(lowest.bitstream).image, lowest.image)
+    with pytest.raises(ParameterError, match="outside its range"):
+        codec.encode(photo, rate=Model.rate_range[0] - 0.01)
 
 
 @pytest.mark.parametrize("overrides", [
@@ -239,8 +243,9 @@ def test_lambda_mapping():
     model = Model(Config.tiny())
     lam = model.lambda_for_rate(torch.tensor([0.0, 1.0]))
     assert torch.allclose(lam, torch.tensor([0.002, 0.045]))
-    for r in (0.0, 0.3, 1.0):
+    for r in (model.rate_range[0], 0.0, 0.3, 1.0):
         assert model.rate_for_lambda(float(model.lambda_for_rate(torch.tensor(r)))) == pytest.approx(r, abs=1e-6)
+    assert model.rate_for_lambda(1e-6) == model.rate_range[0] and model.rate_for_lambda(1.0) == 1.0
 
 
 def test_config_validation():

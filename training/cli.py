@@ -83,7 +83,11 @@ def _add_run_options(p: argparse.ArgumentParser, mode: str) -> None:
                         "before they pay for it (default 0)")
     g = p.add_argument_group("rate")
     g.add_argument("--continuous", action="store_true",
-                   help="sample the rate knob t ~ U[0,1] per sample, λ = model.lambda_for_rate(t) (default)")
+                   help="sample the rate knob t ~ U[--rate-range] per sample, λ = model.lambda_for_rate(t) "
+                        "(default)")
+    g.add_argument("--rate-range", nargs=2, type=float, metavar=("LO", "HI"),
+                   help="knob values continuous training draws from (default 0 1: λ_min to λ_max); "
+                        "the wavelet codec's knob reaches down to -0.25")
     g.add_argument("--lambda-schedule", nargs="?", const=",".join(map(str, HYBRID_SCHEDULE)), metavar="L1,L2,…",
                    help="fixed-λ phases, each fine-tuning the last (alone: the design's "
                         f"{','.join(map(str, HYBRID_SCHEDULE))})")
@@ -202,6 +206,8 @@ def run_config_from_args(args: argparse.Namespace) -> tuple[RunConfig, dict | No
             given[key] = value
     if getattr(args, "base_quality", None) is not None:
         given["base_quality"] = parse_range(args.base_quality)
+    if args.rate_range is not None:
+        given["rate_range"] = tuple(args.rate_range)
     if args.lr_decay_at is not None:
         given["lr_decay_at"] = parse_floats(args.lr_decay_at)
     if getattr(args, "freeze_except", None):

@@ -72,7 +72,10 @@ class RunConfig:
         max_minutes: wall-clock budget of this session; the run checkpoints and stops when spent.
         checkpoint_every_minutes: periodic checkpoint interval.
         lambda_schedule: fixed-λ phases (each trains the knob at ``model.rate_for_lambda(λ)``);
-            empty means continuous-rate training (rate ~ U[0, 1] per sample).
+            empty means continuous-rate training (rate ~ U[rate_range] per sample).
+        rate_range: the knob values continuous-rate training draws from, within the model's
+            knob range (``Model.rate_range``); (0, 1) is λ_min to λ_max. The wavelet codec's
+            knob reaches below 0, which weights trained on (0, 1) only extrapolate.
         phase_steps: steps of each λ phase.
         base_quality: JPEG quality range of the hybrid's base layer, sampled per crop (the
             default covers the codec's sweep, 10 to 80).
@@ -112,6 +115,7 @@ class RunConfig:
     max_minutes: float | None = None
     checkpoint_every_minutes: float = 10.0
     lambda_schedule: tuple[float, ...] = ()
+    rate_range: tuple[float, float] = (0.0, 1.0)
     phase_steps: int | None = None
     base_quality: tuple[int, int] = (10, 80)
     base_subsampling: str = "4:2:0"
@@ -197,6 +201,8 @@ class RunConfig:
             raise ParameterError(f"--lambda-schedule values must be positive, got {self.lambda_schedule}")
         if len(self.lambda_schedule) > 1 and not self.phase_steps:
             raise ParameterError("a λ schedule of several phases needs --phase-steps")
+        if len(self.rate_range) != 2 or not self.rate_range[0] < self.rate_range[1]:
+            raise ParameterError(f"--rate-range needs LO < HI, got {self.rate_range}")
         if self.phase_steps is not None and self.phase_steps < 1:
             raise ParameterError(f"--phase-steps must be positive, got {self.phase_steps}")
         lo, hi = self.base_quality

@@ -49,7 +49,7 @@ def _write_json_atomic(path: Path, doc: Any) -> None:
 def _rate_range(doc: dict[str, Any], model: torch.nn.Module) -> dict[str, list[float]]:
     run = RunConfig.from_dict(doc["run"])
     if run.continuous:
-        rates = [0.0, 1.0]
+        rates = list(run.rate_range)
     else:
         lam = run.lambda_schedule[int(doc.get("phase", 0))]
         r = float(model.rate_for_lambda(lam))
@@ -305,8 +305,10 @@ def validate_manifest(root: str | Path | None = None, check_files: bool = True) 
             continue
         if "rate_range" in e:
             lo, hi = e["rate_range"]
-            if not 0.0 <= lo <= hi <= 1.0:
-                problems.append(f"{label}: rate_range {e['rate_range']} outside [0, 1]")
+            knob_lo, knob_hi = cls.model_class.rate_range
+            if not knob_lo <= lo <= hi <= knob_hi:
+                problems.append(f"{label}: rate_range {e['rate_range']} outside the knob's "
+                                f"[{knob_lo:g}, {knob_hi:g}]")
         if check_files:
             path = root / e["file"]
             try:

@@ -14,7 +14,7 @@ What each mode trains:
   filter learns on exactly the rounded latents that decoding produces, on the MSE of
   ``x_refined``.
 
-Rate: continuous training draws the knob ``t ~ U[0, 1]`` per sample and weights each sample
+Rate: continuous training draws the knob ``t ~ U[rate_range]`` per sample and weights each sample
 by ``λ(t) = model.lambda_for_rate(t)``; a λ schedule trains phase k at the fixed knob
 ``model.rate_for_lambda(λ_k)``, each phase continuing from the last.
 """
@@ -115,6 +115,10 @@ class Trainer:
                 base = source.config
             self.model_config = apply_overrides(self.codec_cls.config_class, base, cfg.model_config)
         model = build_model(self.codec_cls, self.model_config, cfg.seed)
+        knob_lo, knob_hi = model.rate_range
+        if cfg.continuous and not knob_lo <= cfg.rate_range[0] < cfg.rate_range[1] <= knob_hi:
+            raise ParameterError(f"--rate-range {cfg.rate_range[0]:g} {cfg.rate_range[1]:g} leaves the "
+                                 f"{cfg.codec} knob's range {knob_lo:g} to {knob_hi:g}")
         if resume is None and source is not None:
             source_config = config_from_dict(self.codec_cls.config_class, source.config)
             try:
@@ -293,7 +297,8 @@ class Trainer:
             base_bits = torch.from_numpy(batch.base_bits).to(dev)
         fixed = self._fixed_rate()
         if fixed is None:
-            rate = torch.rand(cfg.batch).to(dev)
+            lo, hi = cfg.rate_range
+            rate = (lo + (hi - lo) * torch.rand(cfg.batch)).to(dev)
         else:
             rate = torch.full((cfg.batch,), fixed[0], device=dev)
         lam = self.raw.lambda_for_rate(rate).to(dev)

@@ -43,6 +43,7 @@ class HybridModel(CompressionModel):
     """Residual codec + refinement of the HyRES hybrid codec, built from a :class:`Config`."""
 
     stride = Y_STRIDE * Z_STRIDE
+    rate_range = (0.0, 1.0)  # the knob's range: the gain vectors interpolate, never extrapolate
 
     def __init__(self, config: Config | None = None):
         super().__init__()

@@ -48,6 +48,11 @@ class Model(CompressionModel):
     """See the module docstring. Built as ``Model(config)``; ``forward`` is the training path."""
 
     stride = 64
+    # The knob's range. Below 0 the quantiser steps continue on their log-linear path past
+    # λ_min (quant.py); nothing in the model depends on the rate but the steps, so the
+    # extension is smooth, and with it the knob reaches down towards the low rates where the
+    # published learned codecs' curves begin (README: "rate knob").
+    rate_range = (-0.25, 1.0)
     # Training crops below this leave some progressive steps without symbols (a band smaller
     # than 3x3 lacks rank levels), so those steps' networks would never learn.
     min_train_crop = 192  # 3 band positions: every rank level of the 4x4 tile occurs
@@ -80,14 +85,14 @@ class Model(CompressionModel):
 
     # -- rate knob ------------------------------------------------------------------------------
     def lambda_for_rate(self, rate: torch.Tensor) -> torch.Tensor:
-        """λ trained for at knob value ``rate`` (log-linear, λ_min at 0 → λ_max at 1)."""
+        """λ of knob value ``rate`` (log-linear, λ_min at 0 → λ_max at 1, extrapolated below 0)."""
         lo, hi = math.log(self.config.lambda_min), math.log(self.config.lambda_max)
         return torch.exp(lo + torch.as_tensor(rate, dtype=torch.float32) * (hi - lo))
 
     def rate_for_lambda(self, lam: float) -> float:
-        """Inverse of :meth:`lambda_for_rate`, clipped to [0, 1]."""
+        """Inverse of :meth:`lambda_for_rate`, clipped to :attr:`rate_range`."""
         lo, hi = math.log(self.config.lambda_min), math.log(self.config.lambda_max)
-        return min(1.0, max(0.0, (math.log(lam) - lo) / (hi - lo)))
+        return min(self.rate_range[1], max(self.rate_range[0], (math.log(lam) - lo) / (hi - lo)))
 
     def load_narrower(self, state: dict[str, torch.Tensor], config: Config, **scales: float) -> torch.Tensor:
         """Load the weights of a model whose latent is narrower (``config`` differs only in a

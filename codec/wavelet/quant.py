@@ -2,9 +2,10 @@
 
 Each band b (LL, LH, HL, HH) has a learned step Δ_b = exp(δ_b) (initial 1.0, 1.2, 1.2, 1.5:
 high bands carry less perceptually and statistically important energy, so coarser steps cost
-little distortion), times a per-channel global step scale that the rate knob r ∈ [0, 1] moves
-log-linearly between two learned vectors — the "gain unit" idea of Cui et al. (CVPR 2021),
-which lets one model cover the app's continuous rate slider::
+little distortion), times a per-channel global step scale that the rate knob r moves
+log-linearly between two learned vectors (at r = 0 and r = 1; the knob's range,
+``Model.rate_range``, continues the line below 0) — the "gain unit" idea of Cui et al.
+(CVPR 2021), which lets one model cover the app's continuous rate slider::
 
     Δ_b,c(r) = exp(δ_b) · exp((1 - r)·g0_c + r·g1_c)
 
