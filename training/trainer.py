@@ -116,7 +116,7 @@ class Trainer:
             self.model_config = apply_overrides(self.codec_cls.config_class, base, cfg.model_config)
         model = build_model(self.codec_cls, self.model_config, cfg.seed)
         knob_lo, knob_hi = model.rate_range
-        if cfg.continuous and not knob_lo <= cfg.rate_range[0] < cfg.rate_range[1] <= knob_hi:
+        if cfg.continuous and not (knob_lo <= cfg.rate_range[0] and cfg.rate_range[1] <= knob_hi):
             raise ParameterError(f"--rate-range {cfg.rate_range[0]:g} {cfg.rate_range[1]:g} leaves the "
                                  f"{cfg.codec} knob's range {knob_lo:g} to {knob_hi:g}")
         if resume is None and source is not None:

@@ -87,7 +87,8 @@ class HybridCodec(LearnedCodec):
     model_class = HybridModel
     params = (
         ParamSpec("base_quality", "int", 30, "JPEG quality of the base layer", 1, 100),
-        ParamSpec("rate", "float", 0.5, "residual rate: 0 lowest, 1 highest (continuous)", 0.0, 1.0,
+        ParamSpec("rate", "float", 0.5, "residual rate: 0 lowest, 1 highest (continuous)",
+                  *HybridModel.rate_range,
                   sweep=(0.0, 0.25, 0.5, 0.75, 1.0)),
         ParamSpec("refine", "choice", "auto",
                   "MultiScaleRefine post-filter: on, off, or auto (the encoder keeps it where it "

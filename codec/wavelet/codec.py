@@ -65,7 +65,8 @@ class WaveletCodec(LearnedCodec):
     params = (
         ParamSpec("rate", "float", 0.5,
                   f"rate knob, {Model.rate_range[0]:g} = smallest file, 1 = best quality: 0 to 1 is "
-                  "λ 0.002 to 0.045 (log-linear), below 0 the quantiser steps grow further",
+                  f"λ {Config.lambda_min:g} to {Config.lambda_max:g} (log-linear), below 0 the quantiser steps "
+                  "grow further",
                   *Model.rate_range, sweep=(0.0, 0.15, 0.3, 0.45, 0.6, 0.75, 0.9, 1.0)),
         POSTFILTER_PARAM,
         OPTIMIZE_PARAM,
