@@ -67,7 +67,9 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, d
     v.add_argument("folder")
     v.add_argument("--codecs", default="jpeg",
                    help="comma-separated registry names, each optionally NAME:PARAM=VALUE to hold a "
-                        "parameter fixed (e.g. hybrid:refine=false)")
+                        "parameter fixed (e.g. hybrid:refine=false), or the rate knob as LO..HI to keep "
+                        "the sweep's points in that range (e.g. wavelet:rate=0..1; taken from the same "
+                        "run's full sweep when it has one)")
     v.add_argument("--out", default="results", help="output folder for JSON curves, table and plot")
     v.add_argument("--anchors", help="folder of CompressAI-format JSON curves to compare against")
     v.add_argument("--limit", type=int, default=0, help="use only the first N images (0: all)")
@@ -224,15 +226,57 @@ def _use_threads(threads: int) -> None:
         torch.set_num_threads(threads)
 
 
+_KNOB_RANGE = ".."
+
+
+def _knob_range(codec, fixed: dict[str, str]) -> tuple[dict[str, str], tuple[float, float] | None]:
+    """``fixed`` without a rate knob given as ``LO..HI``, and that range (None without one)."""
+    knob = codec.rate_param.name
+    value = fixed.get(knob, "")
+    if _KNOB_RANGE not in value:
+        return fixed, None
+    lo_text, _, hi_text = value.partition(_KNOB_RANGE)
+    try:
+        lo, hi = float(lo_text), float(hi_text)
+    except ValueError:
+        raise SystemExit(f"lic-codec: {codec.name}: {knob}={value!r} is not a range LO..HI of numbers") from None
+    if not lo <= hi:
+        raise SystemExit(f"lic-codec: {codec.name}: {knob}={value} needs LO <= HI")
+    return {k: v for k, v in fixed.items() if k != knob}, (lo, hi)
+
+
 def _spec_points(codec, fixed: dict[str, str]) -> list[dict[str, Any]]:
     """The sweep's points with ``fixed`` held; a fixed rate knob leaves one point, not the
-    sweep's length of copies of it."""
+    sweep's length of copies of it, and a knob range the points inside it."""
+    fixed, knob_range = _knob_range(codec, fixed)
     points: list[dict[str, Any]] = []
     for p in codec.sweep_points():
         point = codec.resolve_params({**p, **fixed})
+        knob = point[codec.rate_param.name]
+        if knob_range is not None and not knob_range[0] <= knob <= knob_range[1]:
+            continue
         if point not in points:
             points.append(point)
+    if not points:  # only a range can leave none
+        raise SystemExit(f"lic-codec: {codec.name}: no sweep point has {codec.rate_param.name} in "
+                         f"{knob_range[0]:g}..{knob_range[1]:g}; the sweep is {list(codec.rate_param.sweep)}")
     return points
+
+
+def _range_parents(specs: list[tuple[str, dict[str, str]]], codecs: dict[str, Any]) -> dict[int, int]:
+    """{index of a knob-range spec: index of the spec whose sweep it is a part of}: the same
+    codec with the same other fixed parameters. Such a spec's curve is that sweep's points in
+    the range, not a second measurement of them."""
+    parents: dict[int, int] = {}
+    for i, (name, fixed) in enumerate(specs):
+        rest, knob_range = _knob_range(codecs[name], fixed)
+        if knob_range is None:
+            continue
+        for j, (other, more) in enumerate(specs):
+            if other == name and more == rest:
+                parents[i] = j
+                break
+    return parents
 
 
 def _curve_name(name: str, fixed: dict[str, str]) -> str:
@@ -260,20 +304,35 @@ def _sweep_all(specs: list[tuple[str, dict[str, str]]], codecs: dict[str, Any], 
                args: argparse.Namespace) -> list:
     """Curves of every spec, in ``specs`` order, with ``codecs`` (one per codec name).
 
-    Every spec's parameters are checked before anything is measured. With ``args.jobs`` > 1,
-    worker processes take one (spec, image) pair at a time, so that a slow spec is shared among
-    all workers rather than left to one.
+    Every spec's parameters are checked before anything is measured. A knob-range spec with a
+    full sweep among ``specs`` (:func:`_range_parents`) takes its points from that sweep's curve.
     """
-    from . import evaluate as ev
-
     if args.jobs < 1:
         raise SystemExit(f"lic-codec: --jobs {args.jobs} must be at least 1")
     points = [_spec_points(codecs[name], fixed) for name, fixed in specs]
     names = [_curve_name(name, fixed) for name, fixed in specs]
+    parents = _range_parents(specs, codecs)
+    measured = [i for i in range(len(specs)) if i not in parents]
+    curves = dict(zip(measured, _measure_specs([specs[i][0] for i in measured], [points[i] for i in measured],
+                                               [names[i] for i in measured], codecs, images, args)))
+    for i, parent in parents.items():
+        curves[i] = curves[parent].restricted_to(points[i], names[i])
+    return [curves[i] for i in range(len(specs))]
+
+
+def _measure_specs(specs: list[str], points: list[list[dict[str, Any]]], names: list[str],
+                   codecs: dict[str, Any], images: list[Path], args: argparse.Namespace) -> list:
+    """The curve of codec ``specs[i]`` at ``points[i]``, named ``names[i]``, for each i.
+
+    With ``args.jobs`` > 1, worker processes take one (spec, image) pair at a time, so that a
+    slow spec is shared among all workers rather than left to one.
+    """
+    from . import evaluate as ev
+
     curves: list = []
     jobs = min(args.jobs, len(specs) * len(images))
     if jobs == 1:
-        for (name, _), spec_points, curve_name in zip(specs, points, names):
+        for name, spec_points, curve_name in zip(specs, points, names):
             curve = ev.sweep(codecs[name], images, spec_points, with_ms_ssim=not args.no_ms_ssim,
                              progress=ev.stderr_progress)
             curve.name = curve_name
@@ -287,7 +346,7 @@ def _sweep_all(specs: list[tuple[str, dict[str, str]]], codecs: dict[str, Any], 
     # spawn: a forked child would inherit torch's thread pools mid-state.
     with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = [[pool.submit(_measure_job, name, spec_points, [image], args, threads) for image in images]
-                   for (name, _), spec_points in zip(specs, points)]
+                   for name, spec_points in zip(specs, points)]
         try:
             # Waiting in submission order only delays the messages; the workers run ahead regardless.
             for done, (parts, curve_name) in enumerate(zip(futures, names), 1):
@@ -322,7 +381,9 @@ def _cmd_eval(args, options) -> int:
     anchors = ev.read_curves(args.anchors) if args.anchors else []
     jpeg = next(c for c in curves if c.name == "jpeg")
     rows = ev.bd_table([c for c in curves if c is not jpeg], [jpeg])
-    rows += ev.bd_table_of_stages(specs, curves)
+    # A knob range is a part of a sweep, not a stage of the codec.
+    stages = [(spec, c) for spec, c in zip(specs, curves) if _knob_range(codecs[spec[0]], spec[1])[1] is None]
+    rows += ev.bd_table_of_stages([spec for spec, _ in stages], [c for _, c in stages])
     rows += ev.bd_table(curves, anchors)
     table = ev.format_bd_table(rows)
     (out / "bd_rate.md").write_text(
@@ -332,8 +393,9 @@ def _cmd_eval(args, options) -> int:
     ceilings = _ceilings(specs, codecs, images) if args.ceiling else []
     if ceilings:
         (out / "ceiling.json").write_text(json.dumps(ceilings, indent=2) + "\n")
-    ev.plot_curves(curves, anchors, out / "rd.png", title=f"{Path(args.folder).name}: {len(images)} images",
-                   ceilings=ceilings)
+    parts = _range_parents(specs, codecs)  # drawn already, as part of their full sweep
+    ev.plot_curves([c for i, c in enumerate(curves) if i not in parts], anchors, out / "rd.png",
+                   title=f"{Path(args.folder).name}: {len(images)} images", ceilings=ceilings)
     print(table)
     for c in ceilings:
         print(f"{c['codec']} {json.dumps(c['params'])}: latent unquantized {c['psnr']:.2f} dB")

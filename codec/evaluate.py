@@ -57,6 +57,16 @@ class Curve:
     params: list[dict[str, Any]] = field(default_factory=list)
     description: str = ""
 
+    def restricted_to(self, params: Sequence[dict[str, Any]], name: str) -> "Curve":
+        """The curve of this one's points whose parameters are among ``params``, named ``name``."""
+        keep = [i for i, p in enumerate(self.params) if p in params]
+
+        def pick(series: list) -> list:
+            return [series[i] for i in keep] if series else []
+
+        return Curve(name, pick(self.bpp), pick(self.psnr), pick(self.ms_ssim), pick(self.encoding_time),
+                     pick(self.decoding_time), pick(self.params), self.description)
+
     def as_compressai(self) -> dict[str, Any]:
         results: dict[str, Any] = {"bpp": self.bpp, "psnr-rgb": self.psnr}
         if self.ms_ssim:

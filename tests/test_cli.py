@@ -117,6 +117,39 @@ def test_eval_holds_spec_parameters_fixed(tmp_path, photo):
         {"quality": 40, "subsampling": "4:2:0"}]
 
 
+def test_eval_knob_range_is_a_part_of_the_full_sweep(tmp_path, photo, monkeypatch):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    Image.fromarray(photo).save(folder / "a.png")
+    out = tmp_path / "res"
+    from codec import cli, evaluate
+
+    measured = []
+    real_sweep = evaluate.sweep
+    monkeypatch.setattr(evaluate, "sweep", lambda codec, images, points, **kw: (
+        measured.append(list(points)), real_sweep(codec, images, points, **kw))[1])
+    assert main(["eval", str(folder), "--codecs", "jpeg,jpeg:quality=20..50", "--out", str(out),
+                 "--no-ms-ssim"]) == 0
+    full = json.loads((out / "jpeg.json").read_text())
+    part = json.loads((out / "jpeg_quality-20..50.json").read_text())
+    assert [p["quality"] for p in part["params"]] == [20, 30, 40, 50]
+    at = [full["params"].index(p) for p in part["params"]]
+    assert part["results"]["bpp"] == [full["results"]["bpp"][i] for i in at]
+    assert part["results"]["psnr-rgb"] == [full["results"]["psnr-rgb"][i] for i in at]
+    assert len(measured) == 1  # the part was not coded again
+    rows = json.loads((out / "bd_rate.json").read_text())
+    assert any(r["codec"] == "jpeg_quality-20..50" and r["reference"] == "jpeg" for r in rows)
+    # without its full sweep in the run, a range is measured on its own
+    assert main(["eval", str(folder), "--codecs", "jpeg:subsampling=4:4:4:quality=85..100", "--out", str(out),
+                 "--no-ms-ssim"]) == 0
+    alone = json.loads((out / "jpeg_subsampling-444_quality-85..100.json").read_text())
+    assert [(p["quality"], p["subsampling"]) for p in alone["params"]] == [(90, "4:4:4"), (95, "4:4:4")]
+    for bad, message in (("jpeg:quality=50..20", "LO <= HI"), ("jpeg:quality=a..b", "not a range"),
+                         ("jpeg:quality=96..99", "no sweep point")):
+        with pytest.raises(SystemExit, match=message):
+            cli.main(["eval", str(folder), "--codecs", bad, "--out", str(out), "--no-ms-ssim"])
+
+
 def test_eval_jobs_give_the_same_curves_as_one_process(tmp_path, photo, capsys):
     folder = tmp_path / "imgs"
     folder.mkdir()

@@ -339,6 +339,19 @@ def test_resume_after_interruption_continues_exactly(folders, tmp_path):
         resume_config(tmp_path / "b", {"crop": 128})
 
 
+def test_validation_points_stay_in_the_trained_knob_range():
+    from codec.wavelet.codec import Config, WaveletCodec
+    from training.validate import validation_points
+
+    codec = WaveletCodec(weights="random", config=Config.tiny(), device="cpu")
+    rates = {r: [p["rate"] for p in validation_points(codec, 3, knob_range=r)] for r in ((0.0, 1.0), (-0.25, 1.0))}
+    # the default range keeps the points of the logs written before the sweep reached below 0
+    assert rates[(0.0, 1.0)] == [0.0, 0.6, 1.0]
+    assert rates[(-0.25, 1.0)][0] == -0.25 and rates[(-0.25, 1.0)][-1] == 1.0
+    assert min(p["rate"] for p in validation_points(codec, 3)) == -0.25
+    assert all(p["postfilter"] == "off" for p in validation_points(codec, 3))
+
+
 def test_validation_does_not_perturb_training(folders, tmp_path):
     quiet = Trainer(_cfg(folders, tmp_path / "a", mode="wavelet", steps=3))
     quiet.run()

@@ -464,7 +464,7 @@ class Trainer:
                 if not self.cfg.continuous:  # the knob of the phase the last step trained
                     lam = self.cfg.lambda_schedule[self.cfg.phase_of(max(self.step - 1, 0))]
                     rate = float(self.raw.rate_for_lambda(lam))
-                points = validation_points(codec, self.cfg.val_points, rate)
+                points = validation_points(codec, self.cfg.val_points, rate, self.cfg.rate_range)
                 rows = validate(codec, self.val_images, points)
             self.validation = {"step": self.step, "weights": self._reported_name(),
                                **summarise(rows, self.val_images)}

@@ -46,14 +46,20 @@ def load_val_images(folder: str | Path, count: int, crop: int = 0) -> list[ValIm
     return out
 
 
-def validation_points(codec: Codec, count: int, rate: float | None = None) -> list[dict[str, Any]]:
+def validation_points(codec: Codec, count: int, rate: float | None = None,
+                      knob_range: tuple[float, float] | None = None) -> list[dict[str, Any]]:
     """``count`` of the codec's sweep points, evenly spread from its lowest to highest rate,
     without the post-filter.
 
-    With ``rate`` (fixed-λ training) the points keep their other parameters (e.g. the hybrid's
-    JPEG quality) but code at that knob value.
+    With ``knob_range`` only sweep points whose rate knob lies in it count: a run validates
+    where it trains, and a run that trains the default range keeps the points its earlier
+    logs have, whatever the sweep adds outside it. With ``rate`` (fixed-λ training) the points
+    keep their other parameters (e.g. the hybrid's JPEG quality) but code at that knob value.
     """
     sweep = codec.sweep_points()
+    if knob_range is not None:
+        lo, hi = knob_range
+        sweep = [p for p in sweep if lo <= p[codec.rate_param.name] <= hi]
     if count <= 0 or not sweep:
         return []
     idx = sorted({round(i * (len(sweep) - 1) / max(count - 1, 1)) for i in range(count)})
