@@ -8,6 +8,7 @@ bytes reproduces bit for bit on the same device, and named intermediate images f
 from __future__ import annotations
 
 import abc
+import contextlib
 import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Mapping, Sequence
@@ -209,7 +210,9 @@ class Codec(abc.ABC):
         h, w = image.shape[:2]
         if w > container.MAX_DIMENSION or h > container.MAX_DIMENSION:
             raise ParameterError(f"image {w}x{h} is larger than {container.MAX_DIMENSION} on a side")
-        return self._encode(np.ascontiguousarray(image), self.resolve_params(params))
+        params = self.resolve_params(params)
+        with self._coding():
+            return self._encode(np.ascontiguousarray(image), params)
 
     def decode(self, data: bytes | container.Container) -> CodecResult:
         """Decode a ``.lic`` bitstream written by this codec (with the same weights)."""
@@ -229,9 +232,15 @@ class Codec(abc.ABC):
         missing = [s for s in self.required_sections(params) if s not in c.sections]
         if missing:
             raise BitstreamError(f"bitstream lacks section(s) {', '.join(missing)} needed by {self.name}")
-        result = self._decode(c, params)
+        with self._coding():
+            result = self._decode(c, params)
         result.bitstream = bytes(raw) if raw is not None else container.pack(c)
         return result
+
+    def _coding(self) -> contextlib.AbstractContextManager:
+        """The context every encode and decode runs in: one in which the encoder's and the
+        decoder's arithmetic give the same numbers."""
+        return contextlib.nullcontext()
 
     def required_sections(self, params: Mapping[str, Any]) -> Sequence[str]:
         """Names of the sections a bitstream with these parameters must hold."""

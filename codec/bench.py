@@ -8,6 +8,7 @@ a ratio to it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import statistics
 import threading
@@ -129,21 +130,24 @@ def _reference_row(images, device: str, repeat: int) -> BenchRow:
     import torch
     from compressai.zoo import bmshj2018_hyperprior
 
-    from .learned import image_to_tensor, pad_to_multiple, tensor_to_image
+    from .learned import image_to_tensor, one_cpu_thread, pad_to_multiple, tensor_to_image
 
     torch.manual_seed(0)
     net = bmshj2018_hyperprior(quality=3, pretrained=False).eval().to(device)
     net.update(force=True)
 
+    # The same threads as the learned codecs' coding (codec.learned.LearnedCodec._coding).
+    coding = one_cpu_thread if device == "cpu" else contextlib.nullcontext
+
     def enc(img):
-        with torch.no_grad():
+        with torch.no_grad(), coding():
             x = pad_to_multiple(image_to_tensor(img, device), 64)
             out = net.compress(x)
             return out, img.shape
 
     def dec(payload):
         (out, shape) = payload
-        with torch.no_grad():
+        with torch.no_grad(), coding():
             x = net.decompress(out["strings"], out["shape"])["x_hat"]
             return tensor_to_image(x[..., : shape[0], : shape[1]])
 
@@ -197,8 +201,9 @@ def run(args, paths: list[Path]) -> int:
     for r in rows:
         r.ratio_to_reference = (r.encode_ms + r.decode_ms) / ref
     sizes = sorted({f"{im.shape[1]}x{im.shape[0]}" for im in images})
+    threads = "coding on one torch thread" if device == "cpu" else f"torch threads {torch.get_num_threads()}"
     header = (f"{len(images)} images of {args.folder} ({', '.join(sizes)}), median of {args.repeat} runs "
-              f"each, torch threads {torch.get_num_threads()}, device {device}")
+              f"each, {threads}, device {device}")
     table = format_table(rows)
     print(header)
     print(table)

@@ -79,7 +79,8 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, d
     v.add_argument("--jobs", type=int, default=1,
                    help="sweep up to N codec specs at once, each in its own process (default 1)")
     v.add_argument("--threads", type=int, default=0,
-                   help="torch threads per sweep (0: torch default with --jobs 1, else cores / jobs)")
+                   help="torch threads per sweep (0: torch default with --jobs 1, else cores / jobs); "
+                        "the learned codecs' encoding and decoding run on one CPU thread regardless")
     learned_opts(v)
 
     g = sub.add_parser("grid", help="R-D of one codec over a grid of parameter values, and the "
@@ -97,7 +98,9 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, d
     b.add_argument("--codecs", default=None, help="comma-separated registry names (default: all)")
     b.add_argument("--limit", type=int, default=4, help="images to time (0: all)")
     b.add_argument("--repeat", type=int, default=3, help="timed runs per image (median taken)")
-    b.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
+    b.add_argument("--threads", type=int, default=0,
+                   help="torch threads (0: torch default); on the CPU every codec, the reference "
+                        "included, codes on one thread regardless")
     b.add_argument("--out", help="write the table as JSON here too")
     learned_opts(b)
 

@@ -14,6 +14,7 @@ inputs the same way:
 from __future__ import annotations
 
 import abc
+import contextlib
 import dataclasses
 import logging
 import math
@@ -33,6 +34,25 @@ __all__ = ["LearnedCodec", "POSTFILTER_PARAM", "select_device", "image_to_tensor
 
 log = logging.getLogger(__name__)
 RANDOM_INIT_SEED = 20261122
+
+
+@contextlib.contextmanager
+def one_cpu_thread():
+    """Torch's CPU kernels on one thread of the calling thread, restored after.
+
+    A kernel splits its sums by the thread count, so the same network on another count differs
+    in the last bits: enough for the entropy model's scales to pick other tables in a decoder
+    than in its encoder (a hybrid file encoded on one thread decoded to garbage on two), and
+    for a pixel of the synthesis to round the other way.
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def select_device(device: Any = None):
@@ -158,6 +178,11 @@ class LearnedCodec(Codec):
     @abc.abstractmethod
     def _channel_bits(self, image: np.ndarray, params: dict[str, Any]) -> "torch.Tensor":
         """:meth:`channel_bits` with ``params`` resolved, as a tensor."""
+
+    def _coding(self):
+        """On the CPU, coding runs on one thread (:func:`one_cpu_thread`), so that a file decodes
+        bit for bit whatever torch's thread setting of the encoding and the decoding process."""
+        return one_cpu_thread() if self.device.type == "cpu" else contextlib.nullcontext()
 
     # -- the post-filter (codec.postfilter) -----------------------------------------------------
     def _postfilter_encode(self, result: CodecResult, original: np.ndarray) -> None:

@@ -36,6 +36,25 @@ def _repack(bitstream: bytes, **changes) -> bytes:
 
 
 # -- round trip -------------------------------------------------------------------------------
+def test_coding_runs_on_one_thread_whatever_torch_is_set_to(codec, photo, monkeypatch):
+    """Kernels split their sums by the thread count: coding on the caller's setting let a file
+    encoded on one thread decode to garbage on two."""
+    seen = []
+    for name in ("compress", "decompress"):
+        real = getattr(codec.model, name)
+        monkeypatch.setattr(codec.model, name, lambda *a, _real=real, **k: (
+            seen.append(torch.get_num_threads()), _real(*a, **k))[1])
+    torch.set_num_threads(2)
+    try:
+        res = codec.encode(photo[:40, :56], base_quality=50, rate=0.3)
+        assert torch.get_num_threads() == 2  # the caller's setting is left as it was
+        back = codec.decode(res.bitstream)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(1)
+    assert seen == [1, 1] and np.array_equal(back.image, res.image)
+
+
 @pytest.mark.parametrize("size", [(1, 1), (7, 13), (65, 33), (96, 40)], ids=lambda s: f"{s[0]}x{s[1]}")
 def test_round_trip_is_bit_exact(codec, photo, size):
     h, w = size
