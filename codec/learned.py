@@ -48,11 +48,13 @@ def one_cpu_thread():
     import torch
 
     before = torch.get_num_threads()
-    torch.set_num_threads(1)
+    if before != 1:  # the bench, eval's workers and training already run on one thread
+        torch.set_num_threads(1)
     try:
         yield
     finally:
-        torch.set_num_threads(before)
+        if before != 1:
+            torch.set_num_threads(before)
 
 
 def select_device(device: Any = None):
