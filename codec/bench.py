@@ -8,7 +8,6 @@ a ratio to it.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import statistics
 import threading
@@ -130,24 +129,21 @@ def _reference_row(images, device: str, repeat: int) -> BenchRow:
     import torch
     from compressai.zoo import bmshj2018_hyperprior
 
-    from .learned import image_to_tensor, one_cpu_thread, pad_to_multiple, tensor_to_image
+    from .learned import coding_context, image_to_tensor, pad_to_multiple, tensor_to_image
 
     torch.manual_seed(0)
     net = bmshj2018_hyperprior(quality=3, pretrained=False).eval().to(device)
     net.update(force=True)
 
-    # The same threads as the learned codecs' coding (codec.learned.LearnedCodec._coding).
-    coding = one_cpu_thread if device == "cpu" else contextlib.nullcontext
-
     def enc(img):
-        with torch.no_grad(), coding():
+        with torch.no_grad(), coding_context(device):  # as the learned codecs code
             x = pad_to_multiple(image_to_tensor(img, device), 64)
             out = net.compress(x)
             return out, img.shape
 
     def dec(payload):
         (out, shape) = payload
-        with torch.no_grad(), coding():
+        with torch.no_grad(), coding_context(device):
             x = net.decompress(out["strings"], out["shape"])["x_hat"]
             return tensor_to_image(x[..., : shape[0], : shape[1]])
 

@@ -304,17 +304,17 @@ def _measure_job(name: str, points: list[dict[str, Any]], images: list[Path], ar
 
 
 def _sweep_all(specs: list[tuple[str, dict[str, str]]], codecs: dict[str, Any], images: list[Path],
-               args: argparse.Namespace) -> list:
+               args: argparse.Namespace, parents: dict[int, int]) -> list:
     """Curves of every spec, in ``specs`` order, with ``codecs`` (one per codec name).
 
     Every spec's parameters are checked before anything is measured. A knob-range spec with a
-    full sweep among ``specs`` (:func:`_range_parents`) takes its points from that sweep's curve.
+    full sweep among ``specs`` (``parents``, :func:`_range_parents`) takes its points from that
+    sweep's curve.
     """
     if args.jobs < 1:
         raise SystemExit(f"lic-codec: --jobs {args.jobs} must be at least 1")
     points = [_spec_points(codecs[name], fixed) for name, fixed in specs]
     names = [_curve_name(name, fixed) for name, fixed in specs]
-    parents = _range_parents(specs, codecs)
     measured = [i for i in range(len(specs)) if i not in parents]
     curves = dict(zip(measured, _measure_specs([specs[i][0] for i in measured], [points[i] for i in measured],
                                                [names[i] for i in measured], codecs, images, args)))
@@ -378,7 +378,8 @@ def _cmd_eval(args, options) -> int:
         specs.insert(0, ("jpeg", {}))  # the reference every table is measured against
     _use_threads(args.threads)
     codecs = {name: _create(name, args) for name in dict.fromkeys(name for name, _ in specs)}
-    curves = _sweep_all(specs, codecs, images, args)
+    parents = _range_parents(specs, codecs)
+    curves = _sweep_all(specs, codecs, images, args, parents)
     for curve in curves:
         ev.write_curve(curve, out / f"{curve.name}.json")
     anchors = ev.read_curves(args.anchors) if args.anchors else []
@@ -396,8 +397,8 @@ def _cmd_eval(args, options) -> int:
     ceilings = _ceilings(specs, codecs, images) if args.ceiling else []
     if ceilings:
         (out / "ceiling.json").write_text(json.dumps(ceilings, indent=2) + "\n")
-    parts = _range_parents(specs, codecs)  # drawn already, as part of their full sweep
-    ev.plot_curves([c for i, c in enumerate(curves) if i not in parts], anchors, out / "rd.png",
+    # A range with a full sweep in the run is drawn already, as part of it.
+    ev.plot_curves([c for i, c in enumerate(curves) if i not in parents], anchors, out / "rd.png",
                    title=f"{Path(args.folder).name}: {len(images)} images", ceilings=ceilings)
     print(table)
     for c in ceilings:

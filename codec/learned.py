@@ -57,6 +57,14 @@ def one_cpu_thread():
             torch.set_num_threads(before)
 
 
+def coding_context(device: Any):
+    """The context the learned codecs encode and decode in on ``device``: one CPU thread
+    (:func:`one_cpu_thread`); nothing on a GPU."""
+    import torch
+
+    return one_cpu_thread() if torch.device(device).type == "cpu" else contextlib.nullcontext()
+
+
 def select_device(device: Any = None):
     """``device`` as a torch.device; CUDA when present and nothing was asked for."""
     import torch
@@ -184,7 +192,7 @@ class LearnedCodec(Codec):
     def _coding(self):
         """On the CPU, coding runs on one thread (:func:`one_cpu_thread`), so that a file decodes
         bit for bit whatever torch's thread setting of the encoding and the decoding process."""
-        return one_cpu_thread() if self.device.type == "cpu" else contextlib.nullcontext()
+        return coding_context(self.device)
 
     # -- the post-filter (codec.postfilter) -----------------------------------------------------
     def _postfilter_encode(self, result: CodecResult, original: np.ndarray) -> None:
