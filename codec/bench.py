@@ -8,6 +8,7 @@ a ratio to it.
 
 from __future__ import annotations
 
+import gc
 import json
 import statistics
 import threading
@@ -36,7 +37,14 @@ class BenchRow:
 
 
 class _PeakMemory:
-    """Peak resident memory (CPU) or allocated memory (CUDA) above the level at entry, in MB."""
+    """Peak memory of a stretch of coding above the level at its start, in MB.
+
+    CUDA: the allocator's peak above what was allocated at entry. CPU: resident memory. Memory
+    freed by an earlier codec stays in the C heap and would be reused unseen, so the heap's free
+    memory is first handed back to the system (glibc ``malloc_trim``); then, on Linux, the
+    kernel's exact high-water mark (``VmHWM``, reset through ``/proc/self/clear_refs``) is read
+    at exit. Elsewhere resident memory is sampled every 2 ms, which can miss short peaks.
+    """
 
     def __init__(self, device: str):
         self.cuda = device.startswith("cuda")
@@ -50,20 +58,21 @@ class _PeakMemory:
             torch.cuda.reset_peak_memory_stats()
             self.base = torch.cuda.memory_allocated()
             return self
-        import psutil
+        gc.collect()  # garbage of an earlier run is not this run's memory
+        _trim_heap()
+        self.exact = _reset_high_water_mark()
+        self.base = _resident_bytes()
+        if not self.exact:
+            self.top = self.base
+            self.stop = threading.Event()
 
-        self.proc = psutil.Process()
-        self.base = self.proc.memory_info().rss
-        self.top = self.base
-        self.stop = threading.Event()
+            def sample():
+                while not self.stop.is_set():
+                    self.top = max(self.top, _resident_bytes())
+                    time.sleep(0.002)
 
-        def sample():
-            while not self.stop.is_set():
-                self.top = max(self.top, self.proc.memory_info().rss)
-                time.sleep(0.002)
-
-        self.thread = threading.Thread(target=sample, daemon=True)
-        self.thread.start()
+            self.thread = threading.Thread(target=sample, daemon=True)
+            self.thread.start()
         return self
 
     def __exit__(self, *exc):
@@ -72,12 +81,53 @@ class _PeakMemory:
 
             torch.cuda.synchronize()
             self.peak = (torch.cuda.max_memory_allocated() - self.base) / 2**20
+            return False
+        if self.exact:
+            top = _high_water_mark_bytes()
         else:
             self.stop.set()
             self.thread.join()
-            self.top = max(self.top, self.proc.memory_info().rss)
-            self.peak = (self.top - self.base) / 2**20
+            top = max(self.top, _resident_bytes())
+        self.peak = max(0, top - self.base) / 2**20
         return False
+
+
+def _trim_heap() -> None:
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing cached to hand back this way
+        pass
+
+
+def _reset_high_water_mark() -> bool:
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return _high_water_mark_bytes() is not None
+
+
+def _status_kib(field: str) -> int | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _high_water_mark_bytes() -> int | None:
+    kib = _status_kib("VmHWM")
+    return None if kib is None else kib * 1024
+
+
+def _resident_bytes() -> int:
+    import psutil
+
+    return psutil.Process().memory_info().rss
 
 
 def _macs_per_pixel(fn: Callable[[], Any], pixels: int) -> float:
@@ -95,37 +145,113 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def measure(name: str, weights: str, device: str, params: int, encode: Callable[[np.ndarray], Any],
-            decode: Callable[[Any], Any], images: list[np.ndarray], repeat: int,
-            count_macs: bool = True) -> BenchRow:
-    """Median encode/decode wall time over ``images`` × ``repeat`` after one warm-up run."""
-    enc_t, dec_t, peaks = [], [], []
+@dataclass
+class Coder:
+    """What the bench runs of one codec: its encode and decode, and what the table says of it."""
+
+    name: str
+    weights: str
+    device: str
+    params: int
+    encode: Callable[[np.ndarray], Any]
+    decode: Callable[[Any], Any]
+    count_macs: bool = True
+
+
+def measure(coder: Coder, images: list[np.ndarray], repeat: int) -> BenchRow:
+    """Median encode/decode wall time over ``images`` × ``repeat`` after one warm-up run, and
+    the kMAC per pixel; the peak memory is left to :func:`peak_memory`."""
+    encode, decode = coder.encode, coder.decode
+    enc_t, dec_t = [], []
     decode(encode(images[0]))  # warm-up: lazy init, allocator, CDF tables
     for img in images:
         for _ in range(repeat):
-            with _PeakMemory(device) as mem:
-                _sync(device)
-                t0 = time.perf_counter()
-                payload = encode(img)
-                _sync(device)
-                t1 = time.perf_counter()
-                decode(payload)
-                _sync(device)
-                t2 = time.perf_counter()
+            _sync(coder.device)
+            t0 = time.perf_counter()
+            payload = encode(img)
+            _sync(coder.device)
+            t1 = time.perf_counter()
+            decode(payload)
+            _sync(coder.device)
+            t2 = time.perf_counter()
             enc_t.append((t1 - t0) * 1e3)
             dec_t.append((t2 - t1) * 1e3)
-            peaks.append(mem.peak)
     enc_k = dec_k = float("nan")
-    if count_macs:
+    if coder.count_macs:
         px = images[0].shape[0] * images[0].shape[1]
         payload = encode(images[0])
         enc_k = _macs_per_pixel(lambda: encode(images[0]), px)
         dec_k = _macs_per_pixel(lambda: decode(payload), px)
-    return BenchRow(name, weights, device, params, statistics.median(enc_t), statistics.median(dec_t),
-                    max(peaks), enc_k, dec_k)
+    return BenchRow(coder.name, coder.weights, coder.device, coder.params, statistics.median(enc_t),
+                    statistics.median(dec_t), float("nan"), enc_k, dec_k)
 
 
-def _reference_row(images, device: str, repeat: int) -> BenchRow:
+#: glibc raises its mmap threshold after each large free by default, so which tensors of a run
+#: come from memory kept in the heap depends on the runs before: two runs of the same bench
+#: measured the wavelet codec's peak at 212 and 260 MB, and setting the threshold at run time
+#: (``mallopt``) does not undo the heap's history. Fixed from a process's start, it makes the
+#: peak the same to the MB from run to run. It also slows the learned codecs by up to 1.7×
+#: (every large tensor is faulted in afresh), so only the memory pass runs with it.
+FIXED_MMAP_THRESHOLD = {"MALLOC_MMAP_THRESHOLD_": str(128 * 1024)}
+
+
+def peak_memory(coder: Coder, images: list[np.ndarray]) -> float:
+    """The largest peak, over ``images``, of one encode and decode above the memory before it."""
+    peaks = []
+    for img in images:
+        with _PeakMemory(coder.device) as mem:
+            coder.decode(coder.encode(img))
+        peaks.append(mem.peak)
+    return max(peaks)
+
+
+def _coders(names: list[str], weights: str, device: str | None) -> list[Coder]:
+    """The reference, then the registry's codecs ``names``."""
+    from . import registry
+    from .learned import select_device
+
+    coders = [_reference_coder(str(select_device(device)))]
+    for name in names:
+        learned = registry.entry(name).learned
+        codec = registry.create(name, weights=weights, device=device) if learned else registry.create(name)
+        coders.append(_codec_coder(codec))
+    return coders
+
+
+def _peaks_in_a_fresh_process(names: list[str], weights: str, device: str | None,
+                              paths: list[Path]) -> list[float]:
+    """:func:`peak_memory` of the reference and ``names``, measured by a new Python process
+    started with :data:`FIXED_MMAP_THRESHOLD`."""
+    import os
+    import subprocess
+    import sys
+
+    request = json.dumps({"names": names, "weights": weights, "device": device,
+                          "paths": [str(p) for p in paths]})
+    done = subprocess.run([sys.executable, "-m", "codec.bench"], input=request, capture_output=True,
+                          text=True, env={**os.environ, **FIXED_MMAP_THRESHOLD})
+    if done.returncode:
+        raise RuntimeError(f"the bench's memory pass failed:\n{done.stderr.strip()}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _memory_pass_main() -> None:
+    """Child of :func:`_peaks_in_a_fresh_process`: reads its request on stdin, prints the peaks."""
+    import sys
+
+    from .image import open_image
+    from .learned import one_cpu_thread
+
+    request = json.loads(sys.stdin.read())
+    images = [open_image(p) for p in request["paths"]]
+    with one_cpu_thread():
+        coders = _coders(request["names"], request["weights"], request["device"])
+        for c in coders:
+            c.decode(c.encode(images[0]))  # as the timed runs: lazy init, code pages
+        print(json.dumps([peak_memory(c, images) for c in coders]))
+
+
+def _reference_coder(device: str) -> Coder:
     import torch
     from compressai.zoo import bmshj2018_hyperprior
 
@@ -148,19 +274,18 @@ def _reference_row(images, device: str, repeat: int) -> BenchRow:
             return tensor_to_image(x[..., : shape[0], : shape[1]])
 
     params = sum(p.numel() for p in net.parameters())
-    return measure("bmshj2018-hyperprior (ref)", "random", device, params, enc, dec, images, repeat)
+    return Coder("bmshj2018-hyperprior (ref)", "random", device, params, enc, dec)
 
 
-def _codec_row(codec, images, repeat: int) -> BenchRow:
+def _codec_coder(codec) -> Coder:
     model = getattr(codec, "model", None)
     params = sum(p.numel() for p in model.parameters()) if model is not None else 0
-    device = str(getattr(codec, "device", "cpu"))
 
     def enc(img):
         return codec.encode(img).bitstream
 
-    return measure(codec.name, codec.weights_name, device, params, enc, codec.decode, images, repeat,
-                   count_macs=model is not None)
+    return Coder(codec.name, codec.weights_name, str(getattr(codec, "device", "cpu")), params, enc,
+                 codec.decode, count_macs=model is not None)
 
 
 def format_table(rows: list[BenchRow]) -> str:
@@ -188,11 +313,14 @@ def run(args, paths: list[Path]) -> int:
     images = [open_image(p) for p in paths]
     device = str(select_device(args.device))
     names = [n for n in (args.codecs.split(",") if args.codecs else registry.codec_names()) if n]
-    rows = [_reference_row(images, device, args.repeat)]
-    for name in names:
-        e = registry.entry(name)
-        codec = registry.create(name, weights=args.weights, device=args.device) if e.learned else registry.create(name)
-        rows.append(_codec_row(codec, images, args.repeat))
+    coders = _coders(names, args.weights, args.device)
+    rows = [measure(c, images, args.repeat) for c in coders]
+    if device == "cpu":
+        peaks = _peaks_in_a_fresh_process(names, args.weights, args.device, paths)
+    else:
+        peaks = [peak_memory(c, images) for c in coders]
+    for row, peak in zip(rows, peaks):
+        row.peak_mb = peak
     ref = rows[0].encode_ms + rows[0].decode_ms
     for r in rows:
         r.ratio_to_reference = (r.encode_ms + r.decode_ms) / ref
@@ -208,3 +336,7 @@ def run(args, paths: list[Path]) -> int:
         out.write_text(json.dumps([asdict(r) for r in rows], indent=2) + "\n")
         out.with_suffix(".md").write_text(f"{header}.\n\n{table}\n")
     return 0
+
+
+if __name__ == "__main__":
+    _memory_pass_main()

@@ -217,6 +217,8 @@ def test_bench_times_codecs_against_the_reference_and_writes_tables(tmp_path, ph
     assert ref["codec"].startswith("bmshj2018-hyperprior") and ref["ratio_to_reference"] == 1.0
     assert ref["params"] > 1_000_000 and ref["enc_kmac_px"] > 1
     assert jpeg["codec"] == "jpeg" and 0 < jpeg["encode_ms"] and 0 < jpeg["decode_ms"]
+    # measured by a second process (the memory pass); NaN if it did not report
+    assert 0 < ref["peak_mb"] < 1000 and 0 <= jpeg["peak_mb"] < 1000
     assert "| jpeg | none | cpu |" in out.with_suffix(".md").read_text()
     assert "| jpeg | none | cpu |" in capsys.readouterr().out
 
