@@ -10,13 +10,15 @@ from __future__ import annotations
 import abc
 import contextlib
 import math
+import struct
+import zlib
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Mapping, Sequence
 
 import numpy as np
 
 from . import container
-from .errors import BitstreamError, ParameterError
+from .errors import BitstreamError, ParameterError, PictureMismatchError
 
 __all__ = ["ParamSpec", "CodecResult", "Codec"]
 
@@ -147,6 +149,19 @@ class CodecResult:
         return out
 
 
+#: Name of the optional section holding the CRC-32 of the picture the encoder made (the decoded
+#: 8-bit RGB pixels, row by row). A learned decoder recomputes its entropy model from what it
+#: has decoded, so another device's or torch build's last bits can turn a well-formed file
+#: into another picture, or into garbage, without any other sign; with the check the decoder
+#: says so instead. The learned codecs write it (4 bytes of payload, 18 with its table entry).
+PICTURE_CHECK = "check"
+
+
+def picture_check(image: np.ndarray) -> bytes:
+    """The :data:`PICTURE_CHECK` payload of ``image``: CRC-32 of its uint8 pixels, little-endian."""
+    return struct.pack("<I", zlib.crc32(np.ascontiguousarray(image, dtype=np.uint8)))
+
+
 class Codec(abc.ABC):
     """Base class of registry codecs.
 
@@ -214,8 +229,13 @@ class Codec(abc.ABC):
         with self._coding():
             return self._encode(np.ascontiguousarray(image), params)
 
-    def decode(self, data: bytes | container.Container) -> CodecResult:
-        """Decode a ``.lic`` bitstream written by this codec (with the same weights)."""
+    def decode(self, data: bytes | container.Container, verify: bool = True) -> CodecResult:
+        """Decode a ``.lic`` bitstream written by this codec (with the same weights).
+
+        A file with a picture check (:data:`PICTURE_CHECK`) that the decoded picture fails
+        raises :class:`PictureMismatchError`, or, with ``verify=False``, is returned with
+        ``info["picture_check"] == "mismatch"`` ("match" when it passes, "none" without one).
+        """
         c = data if isinstance(data, container.Container) else container.unpack(data)
         raw = data if isinstance(data, (bytes, bytearray)) else None
         if c.codec_id != self.codec_id:
@@ -232,9 +252,25 @@ class Codec(abc.ABC):
         missing = [s for s in self.required_sections(params) if s not in c.sections]
         if missing:
             raise BitstreamError(f"bitstream lacks section(s) {', '.join(missing)} needed by {self.name}")
+        check = c.sections.get(PICTURE_CHECK)
+        if check is not None and len(check) != 4:
+            raise BitstreamError(f"corrupt file: section {PICTURE_CHECK!r} is {len(check)} bytes, not 4")
         with self._coding():
             result = self._decode(c, params)
         result.bitstream = bytes(raw) if raw is not None else container.pack(c)
+        if check is None:
+            result.info["picture_check"] = "none"
+        elif picture_check(result.image) == check:
+            result.info["picture_check"] = "match"
+        else:
+            result.info["picture_check"] = "mismatch"
+            if verify:
+                raise PictureMismatchError(
+                    f"the file decodes to another picture than its encoder made (its {PICTURE_CHECK} "
+                    f"section's CRC-32 differs): a learned codec decodes exactly only on the kind of "
+                    f"device and torch build that encoded the file, so it was probably encoded on "
+                    f"another machine; decode it there (or keep this picture anyway: lic-codec decode "
+                    f"--no-verify)", result)
         return result
 
     def _coding(self) -> contextlib.AbstractContextManager:

@@ -58,6 +58,9 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, d
     d.add_argument("input")
     d.add_argument("output")
     d.add_argument("--device", default=None)
+    d.add_argument("--no-verify", dest="verify", action="store_false",
+                   help="write the picture even where it fails the file's picture check (decoded "
+                        "on another kind of device than the encoder's), with a warning")
 
     i = sub.add_parser("info", help="describe a .lic file")
     i.add_argument("input")
@@ -150,10 +153,13 @@ def _cmd_decode(args, options) -> int:
 
     data = Path(args.input).read_bytes()
     kwargs = {"device": args.device} if args.device else {}
-    result = decode_bitstream(data, **kwargs)
+    result = decode_bitstream(data, verify=args.verify, **kwargs)
     from PIL import Image
 
     Image.fromarray(result.image).save(args.output, format="PNG")
+    if result.info.get("picture_check") == "mismatch":
+        print(f"lic-codec: warning: {args.output} is not the picture the encoder made (it fails the "
+              f"file's picture check)", file=sys.stderr)
     print(f"{args.output}: {result.width}x{result.height} from {result.codec}, {result.bpp:.4f} bpp")
     return 0
 

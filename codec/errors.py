@@ -5,7 +5,8 @@ parameter) is one of these, with a message that names the bad value and, where t
 the valid choices. Callers (CLI, GUI) show ``str(err)`` as is.
 """
 
-__all__ = ["LicError", "ImageError", "BitstreamError", "WeightsError", "ParameterError"]
+__all__ = ["LicError", "ImageError", "BitstreamError", "PictureMismatchError", "WeightsError",
+           "ParameterError"]
 
 
 class LicError(Exception):
@@ -28,6 +29,19 @@ class ImageError(LicError):
 
 class BitstreamError(LicError):
     """A ``.lic`` bitstream is malformed, corrupt, or needs something this install lacks."""
+
+
+class PictureMismatchError(BitstreamError):
+    """A well-formed file decoded to another picture than the encoder's (its picture check).
+
+    Attributes:
+        result: the picture as decoded here (a :class:`codec.base.CodecResult`), for a caller
+            that chooses to keep it anyway.
+    """
+
+    def __init__(self, message: str, result):
+        self.result = result
+        super().__init__(message)
 
 
 class WeightsError(LicError):

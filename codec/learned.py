@@ -26,7 +26,7 @@ import numpy as np
 
 from . import postfilter
 from . import weights as W
-from .base import Codec, CodecResult, ParamSpec
+from .base import PICTURE_CHECK, Codec, CodecResult, ParamSpec, picture_check
 from .errors import BitstreamError, WeightsError
 
 __all__ = ["LearnedCodec", "POSTFILTER_PARAM", "select_device", "image_to_tensor", "tensor_to_image",
@@ -195,9 +195,10 @@ class LearnedCodec(Codec):
         return coding_context(self.device)
 
     # -- the post-filter (codec.postfilter) -----------------------------------------------------
-    def _postfilter_encode(self, result: CodecResult, original: np.ndarray) -> None:
+    def _finish_encode(self, result: CodecResult, original: np.ndarray) -> None:
         """Fit the post-filter to ``result`` (the model's output, sections without it), keep it
-        as ``params["postfilter"]`` says, and write the final bitstream into ``result``.
+        as ``params["postfilter"]`` says, add the picture check of the final picture and write
+        the final bitstream into ``result``.
 
         ``result.params`` ends with ``postfilter`` as ``on`` / ``off``: what the file holds.
         """
@@ -206,7 +207,8 @@ class LearnedCodec(Codec):
         chosen = None
         if params["postfilter"] != "off":
             header = self._header_params({**params, "postfilter": "on"})
-            coded = len(self._container(result.width, result.height, header, result.sections))
+            sized = {**result.sections, PICTURE_CHECK: picture_check(result.image)}  # its size
+            coded = len(self._container(result.width, result.height, header, sized))
             chosen = postfilter.choose(original, result.image, coded, force=params["postfilter"] == "on")
         if chosen is not None:
             payload, filtered = chosen
@@ -214,6 +216,7 @@ class LearnedCodec(Codec):
             _show_filtered(result, filtered)
         params["postfilter"] = "on" if chosen is not None else "off"
         result.info["postfilter_bytes"] = len(result.sections.get(postfilter.SECTION, b""))
+        result.sections[PICTURE_CHECK] = picture_check(result.image)
         result.bitstream = self._container(result.width, result.height, self._header_params(params),
                                            result.sections)
         result.encode_ms += (time.perf_counter() - t0) * 1e3

@@ -69,13 +69,14 @@ def create(name: str, **options: Any) -> Codec:
     return entry(name).load_class()(**options)
 
 
-def decode_bitstream(data: bytes, **options: Any) -> CodecResult:
-    """Decode any ``.lic`` file with the codec and weights its header names."""
+def decode_bitstream(data: bytes, verify: bool = True, **options: Any) -> CodecResult:
+    """Decode any ``.lic`` file with the codec and weights its header names (``verify``: see
+    :meth:`codec.base.Codec.decode`)."""
     parsed = container.unpack(data)
     e = entry_by_id(parsed.codec_id)
     klass = e.load_class()
     if e.learned:
         options.setdefault("weights_id", parsed.weights_id)
-    result = klass(**options).decode(parsed)
+    result = klass(**options).decode(parsed, verify=verify)
     result.bitstream = bytes(data)
     return result

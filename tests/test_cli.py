@@ -53,6 +53,26 @@ def test_decode_garbage_and_missing(tmp_path, capsys):
     assert "missing.lic" in capsys.readouterr().err
 
 
+@pytest.mark.usefixtures("one_thread")
+def test_decode_refuses_a_picture_that_fails_its_check_unless_told(tmp_path, png, capsys):
+    import dataclasses
+
+    from codec import container
+
+    lic = tmp_path / "a.lic"
+    assert main(["encode", str(png), str(lic), "--codec", "wavelet", "--weights", "random"]) == 0
+    c = container.unpack(lic.read_bytes())
+    wrong = bytes(b ^ 0xFF for b in c.sections["check"])  # as if decoded elsewhere to other pixels
+    lic.write_bytes(container.pack(dataclasses.replace(c, sections={**c.sections, "check": wrong})))
+    capsys.readouterr()
+    out = tmp_path / "d.png"
+    assert main(["decode", str(lic), str(out)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "another machine" in err and "\n" not in err and not out.exists()
+    assert main(["decode", str(lic), str(out), "--no-verify"]) == 0
+    assert out.exists() and "warning" in capsys.readouterr().err
+
+
 def test_encode_bad_image(tmp_path, capsys):
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\nbroken")

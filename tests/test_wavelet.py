@@ -37,8 +37,10 @@ def test_round_trip_exact(codec, rng, h, w):
     dec = codec.decode(enc.bitstream)
     assert enc.image.shape == (h, w, 3) and enc.image.dtype == np.uint8
     assert np.array_equal(enc.image, dec.image)
-    assert set(enc.sections) - {"postfilter"} == {"hyper", *BANDS}
-    assert enc.info["bits_per_band"] == {s: 8 * len(p) for s, p in enc.sections.items() if s != "postfilter"}
+    assert set(enc.sections) - {"postfilter"} == {"hyper", *BANDS, "check"}
+    assert dec.info["picture_check"] == "match"
+    assert enc.info["bits_per_band"] == {s: 8 * len(p) for s, p in enc.sections.items()
+                                         if s not in ("postfilter", "check")}
     assert set(enc.info["delta"]) == set(BANDS) and set(enc.info["gate"]) == set(HIGH_BANDS)
     hb, wb = -(-h // 32), -(-w // 32)
     for b in BANDS:
@@ -55,6 +57,35 @@ def test_registry_decodes_by_header(codec, photo):
     # a model of another configuration refuses the file instead of decoding garbage
     with pytest.raises(BitstreamError):
         registry.decode_bitstream(enc.bitstream, config=Config.tiny(N=12))
+
+
+def test_a_decoder_with_other_last_bits_is_caught_by_the_picture_check(codec, photo, tmp_path):
+    """Another device or torch build gives a network other last bits; here the synthesis is
+    nudged by far less than a pixel step. The file is well formed, so only the picture check
+    can tell that the picture is not the encoder's."""
+    from codec.cli import main
+    from codec.errors import PictureMismatchError
+
+    enc = codec.encode(photo, rate=0.7, postfilter="off")
+    other = WaveletCodec(weights="random", config=Config.tiny())
+    with torch.no_grad():
+        for p in other.model.g_s.parameters():
+            p.mul_(1 + 1e-3)
+    with pytest.raises(PictureMismatchError, match="another machine") as caught:
+        other.decode(enc.bitstream)
+    kept = other.decode(enc.bitstream, verify=False)
+    assert kept.info["picture_check"] == "mismatch" and not np.array_equal(kept.image, enc.image)
+    assert np.array_equal(caught.value.result.image, kept.image)
+    assert 0 < np.abs(kept.image.astype(int) - enc.image).max() <= 8  # close: no other sign of it
+    assert codec.decode(enc.bitstream).info["picture_check"] == "match"
+    # a file written before the check existed decodes as before, unchecked
+    c = container.unpack(enc.bitstream)
+    old = container.pack(dataclasses.replace(c, sections={k: v for k, v in c.sections.items() if k != "check"}))
+    assert codec.decode(old).info["picture_check"] == "none"
+    # the check's own bytes are checked: a section of another length is refused
+    bad = container.pack(dataclasses.replace(c, sections={**c.sections, "check": b"\0" * 5}))
+    with pytest.raises(BitstreamError, match="check"):
+        codec.decode(bad)
 
 
 def test_rate_knob_orders_bits(codec, photo):

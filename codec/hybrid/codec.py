@@ -130,7 +130,7 @@ class HybridCodec(LearnedCodec):
         t2 = time.perf_counter()
         result.encode_ms = (t1 - t0 + time.perf_counter() - t2) * 1e3
         result.decode_ms = (t2 - t1) * 1e3
-        self._postfilter_encode(result, image)
+        self._finish_encode(result, image)
         residual = image.astype(np.float32) / 255.0 - base.astype(np.float32) / 255.0
         result.intermediates["residual"] = residual
         return result

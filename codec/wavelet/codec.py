@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..base import CodecResult, ParamSpec
+from ..base import PICTURE_CHECK, CodecResult, ParamSpec
 from ..container import Container
 from ..dwt import BANDS, HIGH_BANDS
 from ..errors import BitstreamError
@@ -134,11 +134,11 @@ class WaveletCodec(LearnedCodec):
         inter = {f"y_{b}": _energy(enc["y"][b], h, w) for b in BANDS}
         result = self._result(dict(params), b"", sections, dec, w, h, inter)
         result.encode_ms, result.decode_ms = encode_ms, decode_ms
-        self._postfilter_encode(result, image)
+        self._finish_encode(result, image)
         return result
 
     def _decode(self, c: Container, params: dict[str, Any]) -> CodecResult:
-        valid = SECTIONS + (postfilter.SECTION,)
+        valid = SECTIONS + (postfilter.SECTION, PICTURE_CHECK)
         unknown = sorted(set(c.sections) - set(valid))
         if unknown:
             raise BitstreamError(
