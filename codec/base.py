@@ -97,6 +97,19 @@ class ParamSpec:
         return v
 
 
+#: Name of the optional section holding the CRC-32 of the picture the encoder made (the decoded
+#: 8-bit RGB pixels, row by row). A learned decoder recomputes its entropy model from what it
+#: has decoded, so another device's or torch build's last bits can turn a well-formed file
+#: into another picture, or into garbage, without any other sign; with the check the decoder
+#: says so instead. The learned codecs write it (4 bytes of payload, 18 with its table entry).
+PICTURE_CHECK = "check"
+
+
+def picture_check(image: np.ndarray) -> bytes:
+    """The :data:`PICTURE_CHECK` payload of ``image``: CRC-32 of its uint8 pixels, little-endian."""
+    return struct.pack("<I", zlib.crc32(np.ascontiguousarray(image, dtype=np.uint8)))
+
+
 @dataclass
 class CodecResult:
     """What encoding (or decoding) one image produced.
@@ -142,24 +155,13 @@ class CodecResult:
 
     @property
     def section_bpp(self) -> dict[str, float]:
-        """Bits per pixel of each section's payload, plus ``"container"`` for the header."""
-        out = {name: 8.0 * len(p) / self.num_pixels for name, p in self.sections.items()}
-        overhead = len(self.bitstream) - sum(len(p) for p in self.sections.values())
+        """Bits per pixel of each section's payload, plus ``"container"`` for the header and,
+        as the header's checksums are, the picture check."""
+        payloads = {name: p for name, p in self.sections.items() if name != PICTURE_CHECK}
+        out = {name: 8.0 * len(p) / self.num_pixels for name, p in payloads.items()}
+        overhead = len(self.bitstream) - sum(len(p) for p in payloads.values())
         out["container"] = 8.0 * overhead / self.num_pixels
         return out
-
-
-#: Name of the optional section holding the CRC-32 of the picture the encoder made (the decoded
-#: 8-bit RGB pixels, row by row). A learned decoder recomputes its entropy model from what it
-#: has decoded, so another device's or torch build's last bits can turn a well-formed file
-#: into another picture, or into garbage, without any other sign; with the check the decoder
-#: says so instead. The learned codecs write it (4 bytes of payload, 18 with its table entry).
-PICTURE_CHECK = "check"
-
-
-def picture_check(image: np.ndarray) -> bytes:
-    """The :data:`PICTURE_CHECK` payload of ``image``: CRC-32 of its uint8 pixels, little-endian."""
-    return struct.pack("<I", zlib.crc32(np.ascontiguousarray(image, dtype=np.uint8)))
 
 
 class Codec(abc.ABC):

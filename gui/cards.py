@@ -24,8 +24,7 @@ __all__ = ["CODEC_COLORS", "SECTION_COLORS", "codec_color", "section_color", "Se
 CODEC_COLORS = {"jpeg": "#E69F00", "hybrid": "#56B4E9", "wavelet": "#009E73"}
 _EXTRA = ["#CC79A7", "#F0E442", "#D55E00", "#0072B2"]
 SECTION_COLORS = {"jpeg": "#E69F00", "jpeg_base": "#E69F00", "base": "#E69F00", "residual": "#56B4E9",
-                  "side": "#CC79A7", "hyper": "#CC79A7", "z": "#CC79A7", "container": "#777777",
-                  "check": "#777777"}
+                  "side": "#CC79A7", "hyper": "#CC79A7", "z": "#CC79A7", "container": "#777777"}
 _SECTION_CYCLE = ["#009E73", "#0072B2", "#D55E00", "#F0E442", "#56B4E9", "#CC79A7", "#E69F00"]
 
 

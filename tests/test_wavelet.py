@@ -39,6 +39,8 @@ def test_round_trip_exact(codec, rng, h, w):
     assert np.array_equal(enc.image, dec.image)
     assert set(enc.sections) - {"postfilter"} == {"hyper", *BANDS, "check"}
     assert dec.info["picture_check"] == "match"
+    # the check is overhead, as the header's checksums: counted under "container"
+    assert "check" not in enc.section_bpp and sum(enc.section_bpp.values()) == pytest.approx(enc.bpp)
     assert enc.info["bits_per_band"] == {s: 8 * len(p) for s, p in enc.sections.items()
                                          if s not in ("postfilter", "check")}
     assert set(enc.info["delta"]) == set(BANDS) and set(enc.info["gate"]) == set(HIGH_BANDS)
