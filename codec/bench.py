@@ -190,7 +190,7 @@ def measure(coder: Coder, images: list[np.ndarray], repeat: int) -> BenchRow:
 #: come from memory kept in the heap depends on the runs before: two runs of the same bench
 #: measured the wavelet codec's peak at 212 and 260 MB, and setting the threshold at run time
 #: (``mallopt``) does not undo the heap's history. Fixed from a process's start, it makes the
-#: peak the same to the MB from run to run. It also slows the learned codecs by up to 1.7×
+#: peak the same within a megabyte from run to run. It also slows the learned codecs by up to 1.7×
 #: (every large tensor is faulted in afresh), so only the memory pass runs with it.
 FIXED_MMAP_THRESHOLD = {"MALLOC_MMAP_THRESHOLD_": str(128 * 1024)}
 
