@@ -103,6 +103,7 @@ class ParamSpec:
 #: into another picture, or into garbage, without any other sign; with the check the decoder
 #: says so instead. The learned codecs write it (4 bytes of payload, 18 with its table entry).
 PICTURE_CHECK = "check"
+PICTURE_CHECK_BYTES = 4
 
 
 def picture_check(image: np.ndarray) -> bytes:
@@ -255,8 +256,9 @@ class Codec(abc.ABC):
         if missing:
             raise BitstreamError(f"bitstream lacks section(s) {', '.join(missing)} needed by {self.name}")
         check = c.sections.get(PICTURE_CHECK)
-        if check is not None and len(check) != 4:
-            raise BitstreamError(f"corrupt file: section {PICTURE_CHECK!r} is {len(check)} bytes, not 4")
+        if check is not None and len(check) != PICTURE_CHECK_BYTES:
+            raise BitstreamError(f"corrupt file: section {PICTURE_CHECK!r} is {len(check)} bytes, "
+                                 f"not {PICTURE_CHECK_BYTES}")
         with self._coding():
             result = self._decode(c, params)
         result.bitstream = bytes(raw) if raw is not None else container.pack(c)

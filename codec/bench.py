@@ -240,15 +240,13 @@ def _memory_pass_main() -> None:
     import sys
 
     from .image import open_image
-    from .learned import one_cpu_thread
 
     request = json.loads(sys.stdin.read())
     images = [open_image(p) for p in request["paths"]]
-    with one_cpu_thread():
-        coders = _coders(request["names"], request["weights"], request["device"])
-        for c in coders:
-            c.decode(c.encode(images[0]))  # as the timed runs: lazy init, code pages
-        print(json.dumps([peak_memory(c, images) for c in coders]))
+    coders = _coders(request["names"], request["weights"], request["device"])
+    for c in coders:  # each codes in its own coding context, on one CPU thread
+        c.decode(c.encode(images[0]))  # as the timed runs: lazy init, code pages
+    print(json.dumps([peak_memory(c, images) for c in coders]))
 
 
 def _reference_coder(device: str) -> Coder:

@@ -26,7 +26,7 @@ import numpy as np
 
 from . import postfilter
 from . import weights as W
-from .base import PICTURE_CHECK, Codec, CodecResult, ParamSpec, picture_check
+from .base import PICTURE_CHECK, PICTURE_CHECK_BYTES, Codec, CodecResult, ParamSpec, picture_check
 from .errors import BitstreamError, WeightsError
 
 __all__ = ["LearnedCodec", "POSTFILTER_PARAM", "select_device", "image_to_tensor", "tensor_to_image",
@@ -207,7 +207,7 @@ class LearnedCodec(Codec):
         chosen = None
         if params["postfilter"] != "off":
             header = self._header_params({**params, "postfilter": "on"})
-            sized = {**result.sections, PICTURE_CHECK: picture_check(result.image)}  # its size
+            sized = {**result.sections, PICTURE_CHECK: bytes(PICTURE_CHECK_BYTES)}  # only its size counts
             coded = len(self._container(result.width, result.height, header, sized))
             chosen = postfilter.choose(original, result.image, coded, force=params["postfilter"] == "on")
         if chosen is not None:

@@ -40,7 +40,6 @@ def test_memory_freed_into_the_heap_before_the_measurement_is_seen_when_reused()
     assert mem.peak >= 80
 
 
-
 _FREED_MB = """
 from codec.bench import _resident_bytes
 first = bytearray(2**20)

@@ -61,11 +61,10 @@ def test_registry_decodes_by_header(codec, photo):
         registry.decode_bitstream(enc.bitstream, config=Config.tiny(N=12))
 
 
-def test_a_decoder_with_other_last_bits_is_caught_by_the_picture_check(codec, photo, tmp_path):
+def test_a_decoder_with_other_last_bits_is_caught_by_the_picture_check(codec, photo):
     """Another device or torch build gives a network other last bits; here the synthesis is
     nudged by far less than a pixel step. The file is well formed, so only the picture check
     can tell that the picture is not the encoder's."""
-    from codec.cli import main
     from codec.errors import PictureMismatchError
 
     enc = codec.encode(photo, rate=0.7, postfilter="off")
