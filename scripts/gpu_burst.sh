@@ -6,8 +6,12 @@
 #   lic-train pack ../shared/data/train .gpudata/train-packed     (here: data small enough to send)
 #   scripts/gpu_burst.sh MINUTES OUTDIR [DEVICE]                  (there)
 #
-# The lent machines have PyTorch but not compressai, PyWavelets or pytorch-msssim: download their
-# cp312 wheels into .whl/ here and install them there first (/work/.library/device/README.md), e.g.
+# The lent machines have PyTorch (Python 3.12) but not compressai, PyWavelets or pytorch-msssim:
+# download their cp312 wheels into .whl/ here (compressai's is tagged manylinux_2_34; 4.7 MB in all)
+#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#     --platform manylinux_2_34_x86_64 --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 \
+#     -d .whl compressai==1.2.8 PyWavelets pytorch-msssim
+# and install them there first (/work/.library/device/README.md), e.g.
 #   pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:$PWD
 #   TRAIN="python3 -m training.cli" scripts/gpu_burst.sh 7.0 $OUT cuda
 # with .gpudata and .whl carried. Exported names are wavelet-$TAG and hybrid-$TAG (TAG is required).
