@@ -103,12 +103,13 @@ class ParamSpec:
 #: into another picture, or into garbage, without any other sign; with the check the decoder
 #: says so instead. The learned codecs write it (4 bytes of payload, 18 with its table entry).
 PICTURE_CHECK = "check"
-PICTURE_CHECK_BYTES = 4
+_PICTURE_CHECK_FORMAT = "<I"  # CRC-32, little-endian
+PICTURE_CHECK_BYTES = struct.calcsize(_PICTURE_CHECK_FORMAT)
 
 
 def picture_check(image: np.ndarray) -> bytes:
     """The :data:`PICTURE_CHECK` payload of ``image``: CRC-32 of its uint8 pixels, little-endian."""
-    return struct.pack("<I", zlib.crc32(np.ascontiguousarray(image, dtype=np.uint8)))
+    return struct.pack(_PICTURE_CHECK_FORMAT, zlib.crc32(np.ascontiguousarray(image, dtype=np.uint8)))
 
 
 @dataclass
