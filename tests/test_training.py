@@ -778,3 +778,42 @@ def test_learning_curve_measures_each_log_against_jpeg_on_its_own_pictures(tmp_p
     assert {r["run"]: round(r["gain_db"], 3) for r in rows} == {"a": 1.0, "b": 3.0}
     with pytest.raises(ParameterError, match="256"):
         plot_learning_curve(runs, tmp_path / "c.png", {0: whole})
+
+
+def _val_log(path, rows):
+    """A trainer-format val.csv of (step, rate, bpp, psnr, crop) mean rows."""
+    lines = ["step,image,rate,params,bpp,psnr,encode_ms,crop"]
+    lines += [f'{s},mean,{r},"{{""rate"": {r}}}",{b},{q},1.0,{c}' for s, r, b, q, c in rows]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_compare_pairs_shared_points_and_measures_the_new_log_against_the_base(tmp_path, capsys):
+    from training import cli
+    from training.curve import compare_validations, read_val_csv
+
+    base = _val_log(tmp_path / "base.csv", [(100, 0.0, 0.30, 28.0, 0), (100, 1.0, 0.80, 31.0, 0),
+                                            (200, 0.0, 0.25, 28.0, 0), (200, 1.0, 0.70, 31.0, 0)])
+    # the new run spends 10 % fewer bits than the base's last validation at the same quality,
+    # and validated one point the base did not
+    new = _val_log(tmp_path / "new.csv", [(50, 0.0, 0.225, 28.0, 0), (50, 0.5, 0.4, 29.5, 0),
+                                          (50, 1.0, 0.63, 31.0, 0)])
+    c = compare_validations(read_val_csv(base), read_val_csv(new))
+    assert (c.base_step, c.new_step) == (200, 50)
+    assert [json.loads(k)["rate"] for k, _, _ in c.points] == [0.0, 1.0]
+    assert c.bd_rate == pytest.approx(-10.0) and c.bd_psnr > 0
+    earlier = compare_validations(read_val_csv(base), read_val_csv(new), base_step=100)
+    assert earlier.bd_rate < c.bd_rate
+    assert compare_validations(read_val_csv(new), read_val_csv(new)).bd_rate == pytest.approx(0.0)
+
+    assert cli.main(["compare", f"{base}@100", str(new)]) == 0
+    out = capsys.readouterr().out
+    assert "step 50 against" in out and "step 100" in out and "-25.00 % bits" in out and "BD-rate" in out
+    with pytest.raises(ParameterError, match="no validation at step 7"):
+        compare_validations(read_val_csv(base), read_val_csv(new), base_step=7)
+    other = _val_log(tmp_path / "other.csv", [(1, 0.0, 0.3, 28.0, 256), (1, 1.0, 0.8, 31.0, 256)])
+    with pytest.raises(ParameterError, match="different crops"):
+        compare_validations(read_val_csv(base), read_val_csv(other))
+    one = _val_log(tmp_path / "one.csv", [(1, 0.5, 0.4, 29.5, 0)])
+    assert cli.main(["compare", str(base), str(one)]) == 2
+    assert "share 0 operating point" in capsys.readouterr().err

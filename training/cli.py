@@ -185,6 +185,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="centre crop of the logs that do not record theirs (default: the run's --val-crop)")
     c.add_argument("--no-reference", action="store_true", help="plot the R-D per step only")
     c.add_argument("--title", default="")
+    m = sub.add_parser("compare", help="a run's validation against another's (e.g. the weights it "
+                                       "started from): each shared point's bits and dB, and BD-rate")
+    m.add_argument("base", metavar="BASE_VAL_CSV[@STEP]", help="the reference log (default: its last step)")
+    m.add_argument("new", metavar="NEW_VAL_CSV[@STEP]", help="the log compared with it (default: its last step)")
     return p.parse_args(argv)
 
 
@@ -411,6 +415,25 @@ def _cmd_curve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _val_spec(spec: str) -> tuple[str, int | None]:
+    """``"runs/w/val.csv@2000"`` → ``("runs/w/val.csv", 2000)``; without ``@STEP``, ``None``."""
+    path, at, step = spec.rpartition("@")
+    return (path, int(step)) if at and step.isdigit() else (spec, None)
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from .curve import compare_validations, point_label, read_val_csv
+
+    (base_path, base_step), (new_path, new_step) = _val_spec(args.base), _val_spec(args.new)
+    c = compare_validations(read_val_csv(base_path), read_val_csv(new_path), base_step, new_step)
+    print(f"{new_path} step {c.new_step} against {base_path} step {c.base_step}")
+    for params, b, n in c.points:
+        print(f"{point_label(params):<28} {b.bpp:.4f} bpp {b.psnr:.3f} dB -> {n.bpp:.4f} bpp {n.psnr:.3f} dB"
+              f"  ({(n.bpp / b.bpp - 1) * 100:+.2f} % bits, {n.psnr - b.psnr:+.3f} dB)")
+    print(f"BD-rate {c.bd_rate:+.2f} %  BD-PSNR {c.bd_psnr:+.3f} dB  over {len(c.points)} points")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     _setup_logging(args.verbose, int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1")))
@@ -427,6 +450,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_eval(args)
         if args.command == "curve":
             return _cmd_curve(args)
+        if args.command == "compare":
+            return _cmd_compare(args)
         return _cmd_train(args)
     except (LicError, FileNotFoundError) as err:
         if args.verbose:

@@ -23,7 +23,8 @@ from codec.errors import ParameterError
 from codec.learned import POSTFILTER_PARAM
 from codec.wavelet.codec import OPTIMIZE_PARAM
 
-__all__ = ["ValPoint", "read_val_csv", "jpeg_reference", "gain_over", "plot_learning_curve"]
+__all__ = ["ValPoint", "read_val_csv", "jpeg_reference", "gain_over", "plot_learning_curve",
+           "Comparison", "compare_validations", "point_label"]
 
 JPEG_QUALITIES = (1, 2, 3, 5, 10, 15, 20, 30, 40, 50, 60, 70, 80, 90, 95)
 
@@ -138,10 +139,10 @@ def plot_learning_curve(runs: dict[str, list[ValPoint]], path: str | Path,
                 series = sorted((p for p in points if p.params == params), key=lambda p: p.step)
                 gains = [gain(p) for p in series]
                 gain_ax.plot([p.step for p in series], gains, marker + "-", markersize=4,
-                             label=f"{name} {_short(params)}")
+                             label=f"{name} {point_label(params)}")
         last = max(steps) if steps else None
         for p in sorted((p for p in points if p.step == last), key=lambda p: p.bpp):
-            latest.append({"run": name, "step": p.step, "point": _short(p.params), "bpp": p.bpp,
+            latest.append({"run": name, "step": p.step, "point": point_label(p.params), "bpp": p.bpp,
                            "psnr": p.psnr,
                            "gain_db": gain(p)})
     if references:
@@ -164,7 +165,49 @@ def plot_learning_curve(runs: dict[str, list[ValPoint]], path: str | Path,
     return latest
 
 
-def _short(params: str) -> str:
+@dataclass(frozen=True)
+class Comparison:
+    """Two validations of the same operating points: ``points`` pairs each shared point's
+    (params, base, new); ``bd_rate`` (%) and ``bd_psnr`` (dB) are of new against base over them."""
+    base_step: int
+    new_step: int
+    points: list[tuple[str, ValPoint, ValPoint]]
+    bd_rate: float
+    bd_psnr: float
+
+
+def compare_validations(base: Sequence[ValPoint], new: Sequence[ValPoint],
+                        base_step: int | None = None, new_step: int | None = None) -> Comparison:
+    """``new``'s validation at ``new_step`` against ``base``'s at ``base_step`` (each by default
+    its log's last), over the operating points both measured: whether a run beat the weights it
+    started from. The two must have been validated on the same pictures (the trainer's
+    ``--val``, ``--val-images`` and ``--val-crop``), which the crops recorded in the logs check."""
+    from codec.metrics import bd_psnr, bd_rate
+
+    def at(points: Sequence[ValPoint], step: int | None, which: str) -> tuple[int, dict[str, ValPoint]]:
+        steps = sorted({p.step for p in points})
+        if not steps:
+            raise ParameterError(f"the {which} log holds no validation")
+        step = steps[-1] if step is None else step
+        if step not in steps:
+            raise ParameterError(f"the {which} log has no validation at step {step} (it has {steps})")
+        return step, {p.params: p for p in points if p.step == step}
+
+    base_step, base_at = at(base, base_step, "base")
+    new_step, new_at = at(new, new_step, "new")
+    shared = sorted(set(base_at) & set(new_at), key=lambda k: base_at[k].bpp)
+    if len(shared) < 2:
+        raise ParameterError(f"the logs share {len(shared)} operating point(s); a comparison needs two")
+    crops = {(base_at[k].crop, new_at[k].crop) for k in shared}
+    if any(a is not None and b is not None and a != b for a, b in crops):
+        raise ParameterError(f"the logs were validated on different crops {sorted(crops, key=str)}")
+    pairs = [(k, base_at[k], new_at[k]) for k in shared]
+    before = ([b.bpp for _, b, _ in pairs], [b.psnr for _, b, _ in pairs])
+    after = ([n.bpp for _, _, n in pairs], [n.psnr for _, _, n in pairs])
+    return Comparison(base_step, new_step, pairs, bd_rate(before, after), bd_psnr(before, after))
+
+
+def point_label(params: str) -> str:
     try:
         values = json.loads(params)
     except ValueError:
