@@ -438,21 +438,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     _setup_logging(args.verbose, int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1")))
     try:
-        if args.command == "export":
-            return _cmd_export(args)
-        if args.command == "retire":
-            return _cmd_retire(args)
-        if args.command == "default":
-            return _cmd_default(args)
-        if args.command == "pack":
-            return _cmd_pack(args)
-        if args.command == "eval":
-            return _cmd_eval(args)
-        if args.command == "curve":
-            return _cmd_curve(args)
-        if args.command == "compare":
-            return _cmd_compare(args)
-        return _cmd_train(args)
+        commands = {"export": _cmd_export, "retire": _cmd_retire, "default": _cmd_default,
+                    "pack": _cmd_pack, "eval": _cmd_eval, "curve": _cmd_curve, "compare": _cmd_compare}
+        return commands.get(args.command, _cmd_train)(args)
     except (LicError, FileNotFoundError) as err:
         if args.verbose:
             raise
