@@ -19,7 +19,7 @@ ANCHORS ?= ../shared/anchors/kodak
 # and without both, so that each stage's gain is measured in the same run; the wavelet codec
 # also with its encoder's 10-step latent refinement, and its sweep's part from knob 0 to 1 (taken
 # from the full sweep, not coded again), to show what the sweep's extension below 0 adds.
-CODECS ?= jpeg,hybrid,hybrid:refine=off,hybrid:postfilter=off,hybrid:refine=off:postfilter=off,wavelet,wavelet:rate=0..1,wavelet:postfilter=off,wavelet:optimize=10
+CODECS ?= jpeg,hybrid,hybrid:refine=off,hybrid:postfilter=off,hybrid:refine=off:postfilter=off,wavelet,wavelet:rate=-0.25..1,wavelet:rate=0..1,wavelet:postfilter=off,wavelet:optimize=10
 JOBS ?= 2
 LEARNING := results/learning
 CURVES ?= $(LEARNING)/wavelet-cpu-s1-val.csv=wavelet $(LEARNING)/wavelet-cpu-s2-val.csv=wavelet+wavelet-cpu-s1 \

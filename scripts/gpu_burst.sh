@@ -20,7 +20,7 @@
 # rest; a decay by time rather than by step count, since the GPU's step rate is not known ahead.
 # The hybrid's share ends with its refinement filter trained on the new residual model. Weights
 # (not exported as defaults), manifest and logs land in OUTDIR. CODECS="wavelet" runs one;
-# WAVELET_RATE_RANGE="LO HI" sets the knob range the wavelet codec trains (default -0.25 1).
+# WAVELET_RATE_RANGE="LO HI" sets the knob range the wavelet codec trains (default -0.5 1).
 # A second call on the same warm machine starts from this checkout's manifest again (it is
 # tracked, so it is copied anew) and gives its weights the same new ids: keep one call's
 # entries, or continue the second call from the first's checkpoint and keep only its weights.
@@ -41,8 +41,8 @@ mins() { python3 -c "print(round($MIN * $1, 2))"; }
 common=(--data "$DATA" --device "$DEV" --threads 4 --steps 10000000 --log-every 100
         --checkpoint-every-minutes 1000 --batch 16 --crop 256 --ema 0.999)
 
-# The wavelet codec's knob reaches below 0 (its sweep starts at -0.25), so its runs train all of it.
-read -r -a wavelet_rates <<< "${WAVELET_RATE_RANGE:--0.25 1}"
+# The wavelet codec's knob reaches below 0 (its sweep starts at -0.5), so its runs train all of it.
+read -r -a wavelet_rates <<< "${WAVELET_RATE_RANGE:--0.5 1}"
 wavelet() {
     $TRAIN wavelet "${common[@]}" --rate-range "${wavelet_rates[@]}" --init "${WAVELET_INIT:-default}" \
         --out $RUNS/wavelet --lr 2e-4 --warmup-steps 100 --max-minutes "$(mins 0.74)"

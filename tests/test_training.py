@@ -348,7 +348,7 @@ def test_validation_points_stay_in_the_trained_knob_range():
     # the default range keeps the points of the logs written before the sweep reached below 0
     assert rates[(0.0, 1.0)] == [0.0, 0.6, 1.0]
     assert rates[(-0.25, 1.0)][0] == -0.25 and rates[(-0.25, 1.0)][-1] == 1.0
-    assert min(p["rate"] for p in validation_points(codec, 3)) == -0.25
+    assert min(p["rate"] for p in validation_points(codec, 3)) == -0.5
     assert all(p["postfilter"] == "off" for p in validation_points(codec, 3))
 
 

@@ -87,7 +87,7 @@ def _add_run_options(p: argparse.ArgumentParser, mode: str) -> None:
                         "(default)")
     g.add_argument("--rate-range", nargs=2, type=float, metavar=("LO", "HI"),
                    help="knob values continuous training draws from (default 0 1: λ_min to λ_max); "
-                        "the wavelet codec's knob reaches down to -0.25")
+                        "the wavelet codec's knob reaches down to -0.5")
     g.add_argument("--lambda-schedule", nargs="?", const=",".join(map(str, HYBRID_SCHEDULE)), metavar="L1,L2,…",
                    help="fixed-λ phases, each fine-tuning the last (alone: the design's "
                         f"{','.join(map(str, HYBRID_SCHEDULE))})")
