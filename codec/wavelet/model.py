@@ -51,8 +51,7 @@ class Model(CompressionModel):
     # The knob's range. Below 0 the quantiser steps continue on their log-linear path past
     # λ_min (quant.py); nothing in the model depends on the rate but the steps, so the
     # extension is smooth, and with it the knob reaches down to the low rates where the
-    # published learned codecs' and standard codecs' Kodak curves begin, about 0.1 bpp
-    # (README: "rate knob").
+    # published learned codecs' Kodak curves begin, near 0.1 bpp (README: "rate knob").
     rate_range = (-0.5, 1.0)
     # Training crops below this leave some progressive steps without symbols (a band smaller
     # than 3x3 lacks rank levels), so those steps' networks would never learn.
