@@ -32,7 +32,7 @@ CURVES ?= $(LEARNING)/wavelet-cpu-s1-val.csv=wavelet $(LEARNING)/wavelet-cpu-s2-
 	$(LEARNING)/wavelet-s16-val.csv=wavelet+wavelet-s15 $(LEARNING)/wavelet-s17-val.csv=wavelet+wavelet-s16 \
 	$(LEARNING)/wavelet-s18-val.csv=wavelet+wavelet-s17 $(LEARNING)/wavelet-s19-val.csv=wavelet+wavelet-s18 \
 	$(LEARNING)/wavelet-s21-val.csv=wavelet+wavelet-s20 $(LEARNING)/wavelet-s22-val.csv=wavelet+wavelet-s21 $(LEARNING)/wavelet-s23-val.csv=wavelet+wavelet-s22 \
-	$(LEARNING)/wavelet-s25-val.csv=wavelet+wavelet-s23 \
+	$(LEARNING)/wavelet-s25-val.csv=wavelet+wavelet-s23 $(LEARNING)/wavelet-s26-val.csv=wavelet+wavelet-s25 \
 	$(LEARNING)/hybrid-cpu-s1-val.csv=hybrid $(LEARNING)/hybrid-cpu-s2-val.csv=hybrid+10000
 
 $(STAMP): pyproject.toml
