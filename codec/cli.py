@@ -107,6 +107,11 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, d
     b.add_argument("--out", help="write the table as JSON here too")
     learned_opts(b)
 
+    bd = sub.add_parser("bd", help="BD-rate and BD-PSNR of curve files (eval's JSON, CompressAI's "
+                                   "format) against a reference curve file, e.g. across two runs")
+    bd.add_argument("reference", help="the reference curve (.json)")
+    bd.add_argument("curves", nargs="+", help="curves to measure against it (.json)")
+
     s = sub.add_parser("codecs", help="list registered codecs and their parameters")
     s.add_argument("--json", action="store_true")
 
@@ -455,6 +460,22 @@ def _cmd_bench(args, options) -> int:
     return bench.run(args, _images(args))
 
 
+def _cmd_bd(args, options) -> int:
+    from . import evaluate as ev
+    from .errors import ParameterError
+
+    curves = []
+    for path in [args.reference, *args.curves]:
+        try:
+            curve = ev.read_curve(path)
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise ParameterError(f"{path}: not a readable curve file ({err})") from None
+        curve.name = str(path)  # two runs' curves often share a codec name
+        curves.append(curve)
+    print(ev.format_bd_table(ev.bd_table(curves[1:], curves[:1])))
+    return 0
+
+
 def _cmd_codecs(args, options) -> int:
     from .registry import CODECS
     from .base import Codec  # noqa: F401  (documented type of the classes listed)
@@ -479,7 +500,8 @@ def _cmd_codecs(args, options) -> int:
 
 
 COMMANDS = {"encode": _cmd_encode, "decode": _cmd_decode, "info": _cmd_info, "eval": _cmd_eval,
-            "grid": _cmd_grid, "bench": _cmd_bench, "codecs": _cmd_codecs}
+            "grid": _cmd_grid, "bench": _cmd_bench, "codecs": _cmd_codecs,
+            "bd": _cmd_bd}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

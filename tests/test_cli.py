@@ -134,7 +134,7 @@ def test_eval_holds_spec_parameters_fixed(tmp_path, photo):
     # holding the rate knob measures that one point once
     assert main(["eval", str(folder), "--codecs", "jpeg:quality=40", "--out", str(out), "--no-ms-ssim"]) == 0
     assert json.loads((out / "jpeg_quality-40.json").read_text())["params"] == [
-        {"quality": 40, "subsampling": "4:2:0"}]
+        {"quality": 40, "subsampling": "4:2:0", "tables": "standard"}]
 
 
 def test_eval_knob_range_is_a_part_of_the_full_sweep(tmp_path, photo, monkeypatch):
@@ -285,3 +285,19 @@ def test_grid_codes_every_combination_and_marks_the_hull(tmp_path, png, capsys):
     assert sum(line.startswith("* ") for line in lines) == len(hull)
     with pytest.raises(SystemExit, match="bad --param"):
         main(["grid", str(png.parent), "--codec", "jpeg", "--param", "quality"])
+
+
+def test_bd_measures_curve_files_against_a_reference(tmp_path, capsys):
+    def curve(name, bpp, psnr):
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps({"name": name, "results": {"bpp": bpp, "psnr-rgb": psnr}}))
+        return str(path)
+
+    ref = curve("ref", [0.25, 0.5, 1.0, 2.0], [28.0, 31.0, 34.0, 37.0])
+    # the same qualities at 80 % of the bits: BD-rate -20 %, whatever the shape
+    test = curve("test", [0.2, 0.4, 0.8, 1.6], [28.0, 31.0, 34.0, 37.0])
+    assert main(["bd", ref, test]) == 0
+    out = capsys.readouterr().out
+    assert f"| {test} | {ref} | -20.0 % |" in out
+    assert main(["bd", ref, str(tmp_path / "missing.json")]) == 1
+    assert "not a readable curve file" in capsys.readouterr().err

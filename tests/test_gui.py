@@ -48,7 +48,7 @@ class Jpeg444(JpegCodec):
     codec_id = 98
     title = "JPEG 4:4:4"
     params = (JpegCodec.params[0], ParamSpec("subsampling", "choice", "4:4:4", "chroma",
-                                             choices=("4:2:0", "4:4:4")))
+                                             choices=("4:2:0", "4:4:4")), *JpegCodec.params[2:])
 
 
 class SlowJpeg(JpegCodec):
@@ -178,7 +178,7 @@ def test_slider_change_updates_metrics_like_the_codec(make_window, qtbot, photo)
     card = win.cards["jpeg"]
     card.control("quality").slider.setValue(40)
     card.control("subsampling").combo.setCurrentText("4:4:4")
-    qtbot.waitUntil(lambda: win.outcomes["jpeg"].params == {"quality": 40, "subsampling": "4:4:4"},
+    qtbot.waitUntil(lambda: win.outcomes["jpeg"].params == {"quality": 40, "subsampling": "4:4:4", "tables": "standard"},
                     timeout=TIMEOUT_MS)
     direct = jpeg(photo, quality=40, subsampling="4:4:4")
     out = win.outcomes["jpeg"]
@@ -514,7 +514,7 @@ def test_settings_persist_between_runs(make_window, qtbot, photo, tmp_path):
     win.close()
     again = make_window(image=photo, settings_=Settings.at(str(tmp_path / "persist.ini")))
     settle(qtbot, again)
-    assert again.cards["jpeg"].params() == {"quality": 33, "subsampling": "4:4:4"}
+    assert again.cards["jpeg"].params() == {"quality": 33, "subsampling": "4:4:4", "tables": "standard"}
     assert again.outcomes["jpeg"].params["quality"] == 33
     assert again.current_view() == "error" and again.error_view.gain == 16
 

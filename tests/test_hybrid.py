@@ -461,3 +461,26 @@ def test_eval_forward_matches_the_coded_bitstream(wide_codec, photo):
     per_channel = codec.channel_bits(image, base_quality=20, rate=0.9)
     assert per_channel.shape == (codec.config.M,)
     assert per_channel.sum() == pytest.approx(bits["y"], rel=1e-4)
+
+
+def test_base_tables_choose_the_jpeg_base_and_old_files_read_as_standard(codec, photo):
+    import io
+
+    from PIL import Image
+
+    from codec.jpeg import quant_tables
+
+    img = photo[:40, :56]
+    res = {t: codec.encode(img, base_quality=40, rate=0.3, base_tables=t) for t in ("psnr", "standard")}
+    with Image.open(io.BytesIO(res["psnr"].sections["jpeg"])) as im:
+        assert list(im.quantization[0]) == quant_tables(40)[0]
+    assert res["psnr"].sections["jpeg"] != res["standard"].sections["jpeg"]
+    assert codec.resolve_params({})["base_tables"] == "psnr"
+    for tables, r in res.items():
+        back = codec.decode(r.bitstream)
+        assert back.params["base_tables"] == tables and np.array_equal(back.image, r.image)
+    # a file from before the choice existed has no such key: its base used the standard tables
+    c = container.unpack(res["standard"].bitstream)
+    old = container.pack(dataclasses.replace(c, params={k: v for k, v in c.params.items() if k != "base_tables"}))
+    back = codec.decode(old)
+    assert back.params["base_tables"] == "standard" and np.array_equal(back.image, res["standard"].image)

@@ -147,6 +147,11 @@ def test_sampler_is_deterministic_resumable_and_codes_jpeg_bases(folders):
         assert a.base_bits[k] == 8 * len(data)
         assert np.array_equal(a.bases[k], jpeg_decode(data, 64, 64))
     assert CropSampler(images, 64, seed=5).sample(2).bases is None
+    # the base tables of the codec's default (psnr) when asked: its bases are those the codec codes
+    p = CropSampler(images, 64, seed=5, base_quality=(20, 40), base_tables="psnr").sample(2)
+    for k in range(2):
+        data = jpeg_encode(p.images[k], int(p.qualities[k]), "4:2:0", "psnr")
+        assert p.base_bits[k] == 8 * len(data) and np.array_equal(p.bases[k], jpeg_decode(data, 64, 64))
 
 
 def test_loss_counts_base_bits_and_ms_ssim_fits_small_crops():

@@ -146,6 +146,7 @@ def training_record(doc: dict[str, Any], with_history: bool = False) -> dict[str
         rec["widen_rate_warmup_steps"] = run.widen_rate_warmup_steps
     if run.codec == "hybrid":
         rec["base_quality"] = list(run.base_quality)
+        rec["base_tables"] = run.base_tables
     if run.model_config:
         rec["config_overrides"] = dict(run.model_config)
     if run.pretrain:

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from codec.errors import LicError
+from codec.jpeg import TABLES
 from codec.weights import is_weights_name
 
 from .config import HYBRID_SCHEDULE, MODES, RunConfig, parse_floats, parse_overrides, parse_range
@@ -62,6 +63,8 @@ def _add_run_options(p: argparse.ArgumentParser, mode: str) -> None:
     if MODES[mode] == "hybrid":
         g.add_argument("--base-quality", help="JPEG base quality range LO:HI sampled per crop (default 10:80)")
         g.add_argument("--base-subsampling", choices=("4:2:0", "4:4:4"), help="JPEG base chroma (default 4:2:0)")
+        g.add_argument("--base-tables", choices=TABLES,
+                       help="JPEG base quantisation tables (default standard, as the shipped weights)")
     g = p.add_argument_group("optimisation")
     g.add_argument("--lr", type=float, help="Adam learning rate (default 1e-4)")
     g.add_argument("--aux-lr", type=float, help="entropy-bottleneck quantile learning rate (default 1e-3)")
@@ -204,7 +207,7 @@ def run_config_from_args(args: argparse.Namespace) -> tuple[RunConfig, dict | No
                 "phase_steps", "ms_ssim_weight", "vgg_weight", "vgg_weights",
                 "val_images", "val_points", "val_every", "val_crop", "log_every", "export_name",
                 "final_eval", "final_eval_images",
-                "base_subsampling", "pretrain", "freeze_steps"):
+                "base_subsampling", "base_tables", "pretrain", "freeze_steps"):
         value = getattr(args, key, None)
         if value is not None:
             given[key] = value

@@ -80,6 +80,8 @@ class RunConfig:
         base_quality: JPEG quality range of the hybrid's base layer, sampled per crop (the
             default covers the codec's sweep, 10 to 80).
         base_subsampling: chroma subsampling of that base (the codec's default).
+        base_tables: quantisation tables of that base (:data:`codec.jpeg.TABLES`); the codec's
+            default is ``psnr``, the weights shipped before it existed trained on ``standard``.
         val_images, val_points, val_every, val_crop: validation on the first ``val_images``
             images of ``val`` (centre-cropped to ``val_crop`` px if > 0) at ``val_points`` of
             the codec's sweep points, every ``val_every`` steps and at the end.
@@ -119,6 +121,7 @@ class RunConfig:
     phase_steps: int | None = None
     base_quality: tuple[int, int] = (10, 80)
     base_subsampling: str = "4:2:0"
+    base_tables: str = "standard"
     ms_ssim_weight: float = 0.0
     vgg_weight: float = 0.0
     vgg_weights: str | None = None

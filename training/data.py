@@ -90,13 +90,15 @@ class CropSampler:
     """
 
     def __init__(self, images: Sequence[np.ndarray], crop: int, seed: int,
-                 base_quality: tuple[int, int] | None = None, base_subsampling: str = "4:2:0"):
+                 base_quality: tuple[int, int] | None = None, base_subsampling: str = "4:2:0",
+                 base_tables: str = "standard"):
         self.images = [img for img in images if min(img.shape[:2]) >= crop]
         if not self.images:
             raise ParameterError(f"no training image is at least {crop}x{crop} pixels")
         self.crop = crop
         self.base_quality = base_quality
         self.base_subsampling = base_subsampling
+        self.base_tables = base_tables
         weights = np.array([(i.shape[0] - crop + 1) * (i.shape[1] - crop + 1) for i in self.images],
                            dtype=np.float64)
         self._p = weights / weights.sum()
@@ -122,7 +124,7 @@ class CropSampler:
         bases = np.empty_like(crops)
         bits = np.empty(batch, dtype=np.float64)
         for k in range(batch):
-            data = jpeg_encode(crops[k], int(qualities[k]), self.base_subsampling)
+            data = jpeg_encode(crops[k], int(qualities[k]), self.base_subsampling, self.base_tables)
             bases[k] = jpeg_decode(data, c, c)
             bits[k] = 8.0 * len(data)
         return Batch(crops, bases, bits, qualities)

@@ -33,20 +33,28 @@ import numpy as np
 from ..base import CodecResult, ParamSpec
 from ..container import Container
 from ..errors import BitstreamError
-from ..jpeg import jpeg_decode, jpeg_encode
+from ..jpeg import TABLES, jpeg_decode, jpeg_encode
 from ..learned import POSTFILTER_PARAM, LearnedCodec, image_to_tensor, pad_to_multiple, tensor_to_image
 from .config import Config
 from .model import SECTION_NAMES, HybridModel
 
-__all__ = ["HybridCodec", "SWEEP"]
+__all__ = ["HybridCodec", "SWEEP", "SWEEPS"]
 
-# (base_quality, rate) from low to high rate: the JPEG base and the residual rise together.
-# The pairs follow the upper convex hull of a grid measured on training images (never Kodak):
-#   lic-codec grid ../shared/data/train/wikipedia --limit 3 --codec hybrid --weights hybrid-s9
+# (base_quality, rate) from low to high rate, per quantisation-table family of the base: the JPEG
+# base and the residual rise together. The pairs follow the upper convex hull of a grid measured
+# on training images (never Kodak), one pair per base quality where the hull has two:
+#   standard: lic-codec grid ../shared/data/train/wikipedia --limit 3 --codec hybrid --weights hybrid-s9
 #     --param refine=false --param base_quality=5,10,15,20,30,45,60,80 --param rate=0,0.25,0.5,0.75,1
-# (results/tuning/hybrid-s9-grid.json, the same hull as hybrid-gpu-s4's and hybrid-cpu-s2's; one
-# pair per base quality where the hull has two).
-SWEEP = ((5, 0.0), (10, 0.0), (15, 0.25), (20, 0.25), (30, 0.5), (45, 0.75), (60, 0.75), (80, 1.0))
+#     (results/tuning/hybrid-s9-grid.json, the same hull as hybrid-gpu-s4's and hybrid-cpu-s2's);
+#   psnr: lic-codec grid ../shared/data/train/urban100 --limit 6 --codec hybrid --weights hybrid-s9
+#     --param refine=off --param postfilter=off --param base_tables=psnr
+#     --param base_quality=5,8,10,15,20,30,45,60,80 --param rate=0,0.25,0.5,0.75,1
+#     (results/tuning/hybrid-s9-psnr-tables-grid.json).
+SWEEPS = {
+    "standard": ((5, 0.0), (10, 0.0), (15, 0.25), (20, 0.25), (30, 0.5), (45, 0.75), (60, 0.75), (80, 1.0)),
+    "psnr": ((5, 0.0), (10, 0.0), (15, 0.25), (20, 0.25), (30, 0.5), (45, 0.75), (60, 1.0), (80, 1.0)),
+}
+SWEEP = SWEEPS["psnr"]  # the default tables' (the sweep of `lic-codec eval`)
 
 
 def _rans_string(name: str, data: bytes, symbols: int) -> bytes:
@@ -95,6 +103,9 @@ class HybridCodec(LearnedCodec):
                   "lowers this image's error; the file says which)", choices=("auto", "on", "off")),
         ParamSpec("subsampling", "choice", "4:2:0", "chroma subsampling of the JPEG base",
                   choices=("4:2:0", "4:4:4")),
+        ParamSpec("base_tables", "choice", "psnr",
+                  "quantisation tables of the JPEG base: psnr (flatter, finer chroma) or standard "
+                  "(Annex K); any JPEG decoder reads either", choices=TABLES),
         POSTFILTER_PARAM,
     )
 
@@ -108,7 +119,7 @@ class HybridCodec(LearnedCodec):
     def _inputs(self, image: np.ndarray, params: dict[str, Any]):
         """The JPEG base layer, its decode, and image and base as padded model tensors."""
         h, w = image.shape[:2]
-        jpeg = jpeg_encode(image, params["base_quality"], params["subsampling"])
+        jpeg = jpeg_encode(image, params["base_quality"], params["subsampling"], params["base_tables"])
         base = np.array(jpeg_decode(jpeg, w, h))  # writable: torch.from_numpy warns otherwise
         x = pad_to_multiple(image_to_tensor(image, self.device), self.model.stride)
         b = pad_to_multiple(image_to_tensor(base, self.device), self.model.stride)
@@ -161,6 +172,8 @@ class HybridCodec(LearnedCodec):
         import torch
 
         t0 = time.perf_counter()
+        if "base_tables" not in c.params:  # files written before the choice existed
+            params = {**params, "base_tables": "standard"}
         w, h = c.width, c.height
         base = np.array(jpeg_decode(c.sections["jpeg"], w, h))
         b = pad_to_multiple(image_to_tensor(base, self.device), self.model.stride)
