@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import time
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 from PIL import Image
@@ -56,11 +56,15 @@ def quant_tables(quality: int, flatten: float = PSNR_TABLE_EXPONENT,
 
 
 def jpeg_encode(image: np.ndarray, quality: int, subsampling: str = "4:2:0",
-                tables: str = "standard") -> bytes:
-    """Encode RGB uint8 as baseline JPEG with optimised Huffman tables and the ``tables`` family."""
-    if tables not in TABLES:
-        raise ValueError(f"unknown quantisation tables {tables!r}; valid: {', '.join(TABLES)}")
-    kwargs = {"quality": int(quality)} if tables == "standard" else {"qtables": quant_tables(quality)}
+                tables: str | Sequence[Sequence[int]] = "standard") -> bytes:
+    """Encode RGB uint8 as baseline JPEG with optimised Huffman tables: the ``tables`` family at
+    ``quality``, or explicit [luma, chroma] tables (natural order; ``quality`` is then unused)."""
+    if isinstance(tables, str):
+        if tables not in TABLES:
+            raise ValueError(f"unknown quantisation tables {tables!r}; valid: {', '.join(TABLES)}")
+        kwargs = {"quality": int(quality)} if tables == "standard" else {"qtables": quant_tables(quality)}
+    else:
+        kwargs = {"qtables": [list(t) for t in tables]}
     buf = io.BytesIO()
     Image.fromarray(image, "RGB").save(
         buf, format="JPEG", subsampling=SUBSAMPLING[subsampling], optimize=True, **kwargs)

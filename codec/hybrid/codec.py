@@ -50,11 +50,12 @@ __all__ = ["HybridCodec", "SWEEP", "SWEEPS"]
 #     --param refine=off --param postfilter=off --param base_tables=psnr
 #     --param base_quality=5,8,10,15,20,30,45,60,80 --param rate=0,0.25,0.5,0.75,1
 #     (results/tuning/hybrid-s9-psnr-tables-grid.json).
+DEFAULT_BASE_TABLES = "psnr"
 SWEEPS = {
     "standard": ((5, 0.0), (10, 0.0), (15, 0.25), (20, 0.25), (30, 0.5), (45, 0.75), (60, 0.75), (80, 1.0)),
     "psnr": ((5, 0.0), (10, 0.0), (15, 0.25), (20, 0.25), (30, 0.5), (45, 0.75), (60, 1.0), (80, 1.0)),
 }
-SWEEP = SWEEPS["psnr"]  # the default tables' (the sweep of `lic-codec eval`)
+SWEEP = SWEEPS[DEFAULT_BASE_TABLES]  # the sweep of `lic-codec eval`
 
 
 def _rans_string(name: str, data: bytes, symbols: int) -> bytes:
@@ -103,7 +104,7 @@ class HybridCodec(LearnedCodec):
                   "lowers this image's error; the file says which)", choices=("auto", "on", "off")),
         ParamSpec("subsampling", "choice", "4:2:0", "chroma subsampling of the JPEG base",
                   choices=("4:2:0", "4:4:4")),
-        ParamSpec("base_tables", "choice", "psnr",
+        ParamSpec("base_tables", "choice", DEFAULT_BASE_TABLES,
                   "quantisation tables of the JPEG base: psnr (flatter, finer chroma) or standard "
                   "(Annex K); any JPEG decoder reads either", choices=TABLES),
         POSTFILTER_PARAM,
