@@ -209,10 +209,23 @@ class Codec(abc.ABC):
                 return p
         raise AssertionError(f"{self.name} declares no sweep parameter")  # pragma: no cover
 
-    def sweep_points(self) -> list[dict[str, Any]]:
-        """Parameter sets visited by an R-D sweep, from low to high rate."""
+    def sweep_path(self, settings: dict[str, Any]) -> list[dict[str, Any]]:
+        """The values an R-D sweep varies, from low to high rate, for the resolved ``settings``
+        of everything else (a codec whose best path depends on them, e.g. the hybrid's JPEG
+        tables, picks it here)."""
         knob = self.rate_param
-        return [self.resolve_params({knob.name: v}) for v in knob.sweep]
+        return [{knob.name: v} for v in knob.sweep]
+
+    def sweep_points(self, fixed: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        """Parameter sets visited by an R-D sweep, from low to high rate, with ``fixed`` held:
+        its values replace the path's, so a fixed rate knob leaves fewer points, not copies."""
+        fixed = dict(fixed or {})
+        points: list[dict[str, Any]] = []
+        for step in self.sweep_path(self.resolve_params(fixed)):
+            point = self.resolve_params({**step, **fixed})
+            if point not in points:
+                points.append(point)
+        return points
 
     @property
     def device_name(self) -> str:

@@ -263,14 +263,9 @@ def _spec_points(codec, fixed: dict[str, str]) -> list[dict[str, Any]]:
     """The sweep's points with ``fixed`` held; a fixed rate knob leaves one point, not the
     sweep's length of copies of it, and a knob range the points inside it."""
     fixed, knob_range = _knob_range(codec, fixed)
-    points: list[dict[str, Any]] = []
-    for p in codec.sweep_points():
-        point = codec.resolve_params({**p, **fixed})
-        knob = point[codec.rate_param.name]
-        if knob_range is not None and not knob_range[0] <= knob <= knob_range[1]:
-            continue
-        if point not in points:
-            points.append(point)
+    knob = codec.rate_param.name
+    points = [p for p in codec.sweep_points(fixed)
+              if knob_range is None or knob_range[0] <= p[knob] <= knob_range[1]]
     if not points:  # only a range can leave none
         raise SystemExit(f"lic-codec: {codec.name}: no sweep point has {codec.rate_param.name} in "
                          f"{knob_range[0]:g}..{knob_range[1]:g}; the sweep is {list(codec.rate_param.sweep)}")

@@ -341,15 +341,10 @@ class CodecWorker:
     def _points_for(self, base: dict[str, Any]) -> list[dict[str, Any]]:
         assert self.codec is not None
         varied = self._varied_keys()
-        out = []
-        for p in self.codec.sweep_points():
-            q = dict(base)
-            q.update({k: p[k] for k in varied})
-            try:
-                out.append(self.codec.resolve_params(q))
-            except LicError:
-                out.append(dict(p))
-        return out
+        try:
+            return self.codec.sweep_points({k: v for k, v in base.items() if k not in varied})
+        except LicError:  # settings the codec refuses: its default sweep still draws a curve
+            return self.codec.sweep_points()
 
     def _encode_cached(self, image: np.ndarray, key: str, params: dict[str, Any],
                        store: bool = True) -> tuple[CodecResult, Metrics, bool]:

@@ -137,6 +137,22 @@ def test_eval_holds_spec_parameters_fixed(tmp_path, photo):
         {"quality": 40, "subsampling": "4:2:0", "tables": "standard"}]
 
 
+def test_eval_spec_sweeps_the_hull_of_its_held_settings():
+    """``hybrid:base_tables=standard`` walks the standard tables' (quality, rate) hull, not
+    the default tables' one with the tables swapped."""
+    from codec.cli import _spec_points
+    from codec.hybrid import Config, HybridCodec
+    from codec.hybrid.codec import SWEEPS
+
+    codec = HybridCodec(weights="random", config=Config.tiny(), device="cpu")
+    for tables, hull in SWEEPS.items():
+        points = _spec_points(codec, {"base_tables": tables})
+        assert [(p["base_quality"], p["rate"], p["base_tables"]) for p in points] == [
+            (q, r, tables) for q, r in hull]
+    ranged = _spec_points(codec, {"base_tables": "standard", "rate": "0.5..1"})
+    assert [(p["base_quality"], p["rate"]) for p in ranged] == [(q, r) for q, r in SWEEPS["standard"] if r >= 0.5]
+
+
 def test_eval_knob_range_is_a_part_of_the_full_sweep(tmp_path, photo, monkeypatch):
     folder = tmp_path / "imgs"
     folder.mkdir()

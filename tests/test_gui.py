@@ -422,6 +422,23 @@ def test_pixel_readout(make_window, qtbot, photo):
 
 
 # -- R-D plot -----------------------------------------------------------------------------------------
+def test_sweep_walks_the_path_of_the_users_settings():
+    """The plot's curve holds the user's settings but the ones the sweep varies, and walks
+    the path the codec picks for them (the hybrid's hull for the chosen JPEG tables)."""
+    from codec.hybrid import Config, HybridCodec
+    from codec.hybrid.codec import SWEEPS
+    from gui.worker import CodecWorker
+
+    codec = HybridCodec(weights="random", config=Config.tiny(), device="cpu")
+    worker = CodecWorker(FakeEntry("hybrid", "Hybrid", HybridCodec), signals=None, cache=ResultCache(),
+                         factory=lambda entry: codec)
+    worker.codec = codec
+    user = codec.resolve_params({"base_quality": 33, "rate": 0.1, "base_tables": "standard", "refine": "off"})
+    points = worker._points_for(user)
+    assert [(p["base_quality"], p["rate"]) for p in points] == list(SWEEPS["standard"])
+    assert all(p["refine"] == "off" and p["base_tables"] == "standard" for p in points)
+
+
 def test_rd_sweeps_click_bd_and_anchors(make_window, qtbot, photo, tmp_path):
     e444 = FakeEntry("jpeg444", "JPEG 4:4:4", Jpeg444)
     win = make_window(entries=(JPEG, e444), image=photo)

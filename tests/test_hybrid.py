@@ -102,6 +102,24 @@ def test_sweep_points_rise_in_both_knobs(codec):
     assert qs == sorted(qs) and rs == sorted(rs) and rs[0] == 0.0 and rs[-1] == 1.0
 
 
+def test_sweep_follows_the_base_tables_it_is_held_at(codec):
+    """Each table family has its own hull of (quality, rate) pairs; a sweep held at one
+    family walks that family's hull, and held values replace the hull's without repeats."""
+    from codec.hybrid.codec import DEFAULT_BASE_TABLES, SWEEPS
+
+    assert SWEEPS["standard"] != SWEEPS["psnr"]
+    for tables, hull in SWEEPS.items():
+        points = codec.sweep_points({"base_tables": tables})
+        assert [(p["base_quality"], p["rate"]) for p in points] == list(hull)
+        assert {p["base_tables"] for p in points} == {tables}
+    assert codec.sweep_points() == codec.sweep_points({"base_tables": DEFAULT_BASE_TABLES})
+    at_half = codec.sweep_points({"rate": "0.5", "base_tables": "standard"})
+    assert [p["base_quality"] for p in at_half] == list(dict.fromkeys(q for q, _ in SWEEPS["standard"]))
+    assert {p["rate"] for p in at_half} == {0.5}
+    with pytest.raises(ParameterError):
+        codec.sweep_points({"base_tables": "nonsense"})
+
+
 # -- sections ---------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def wide_codec() -> HybridCodec:

@@ -357,6 +357,17 @@ def test_validation_points_stay_in_the_trained_knob_range():
     assert all(p["postfilter"] == "off" for p in validation_points(codec, 3))
 
 
+def test_validation_codes_the_base_the_run_trains_on():
+    from codec.hybrid import Config, HybridCodec
+    from codec.hybrid.codec import SWEEPS
+    from training.validate import validation_points
+
+    codec = HybridCodec(weights="random", config=Config.tiny(), device="cpu")
+    points = validation_points(codec, 8, fixed={"base_tables": "standard", "subsampling": "4:4:4"})
+    assert [(p["base_quality"], p["rate"]) for p in points] == list(SWEEPS["standard"])
+    assert all(p["base_tables"] == "standard" and p["subsampling"] == "4:4:4" for p in points)
+
+
 def test_validation_does_not_perturb_training(folders, tmp_path):
     quiet = Trainer(_cfg(folders, tmp_path / "a", mode="wavelet", steps=3))
     quiet.run()

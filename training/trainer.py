@@ -236,6 +236,13 @@ class Trainer:
         return self.cfg.codec == "hybrid"
 
     @property
+    def _base_settings(self) -> dict[str, str]:
+        """The JPEG base the run trains on, as codec parameters: validation codes with it too."""
+        if not self._uses_base:
+            return {}
+        return {"subsampling": self.cfg.base_subsampling, "base_tables": self.cfg.base_tables}
+
+    @property
     def model(self) -> nn.Module:
         """The module the training forward goes through (the DDP wrapper when distributed)."""
         return self.ddp if self.ddp is not None else self.raw
@@ -464,7 +471,8 @@ class Trainer:
                 if not self.cfg.continuous:  # the knob of the phase the last step trained
                     lam = self.cfg.lambda_schedule[self.cfg.phase_of(max(self.step - 1, 0))]
                     rate = float(self.raw.rate_for_lambda(lam))
-                points = validation_points(codec, self.cfg.val_points, rate, self.cfg.rate_range)
+                points = validation_points(codec, self.cfg.val_points, rate, self.cfg.rate_range,
+                                           self._base_settings)
                 rows = validate(codec, self.val_images, points)
             self.validation = {"step": self.step, "weights": self._reported_name(),
                                **summarise(rows, self.val_images)}

@@ -47,7 +47,8 @@ def load_val_images(folder: str | Path, count: int, crop: int = 0) -> list[ValIm
 
 
 def validation_points(codec: Codec, count: int, rate: float | None = None,
-                      knob_range: tuple[float, float] | None = None) -> list[dict[str, Any]]:
+                      knob_range: tuple[float, float] | None = None,
+                      fixed: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """``count`` of the codec's sweep points, evenly spread from its lowest to highest rate,
     without the post-filter.
 
@@ -55,8 +56,9 @@ def validation_points(codec: Codec, count: int, rate: float | None = None,
     where it trains, and a run that trains the default range keeps the points its earlier
     logs have, whatever the sweep adds outside it. With ``rate`` (fixed-λ training) the points
     keep their other parameters (e.g. the hybrid's JPEG quality) but code at that knob value.
+    ``fixed``: settings the run trained with (e.g. the hybrid's JPEG tables), held at every point.
     """
-    sweep = codec.sweep_points()
+    sweep = codec.sweep_points(fixed)
     if knob_range is not None:
         lo, hi = knob_range
         sweep = [p for p in sweep if lo <= p[codec.rate_param.name] <= hi]

@@ -113,8 +113,8 @@ class HybridCodec(LearnedCodec):
     def required_sections(self, params):
         return ("jpeg",) + SECTION_NAMES
 
-    def sweep_points(self) -> list[dict[str, Any]]:
-        return [self.resolve_params({"base_quality": q, "rate": r}) for q, r in SWEEP]
+    def sweep_path(self, settings: dict[str, Any]) -> list[dict[str, Any]]:
+        return [{"base_quality": q, "rate": r} for q, r in SWEEPS[settings["base_tables"]]]
 
     # -- coding -------------------------------------------------------------------------------
     def _inputs(self, image: np.ndarray, params: dict[str, Any]):
