@@ -89,6 +89,8 @@ def test_bad_encode_parameters_raise(codec, photo):
     with pytest.raises(ParameterError):
         codec.encode(photo, rate=1.5)
     with pytest.raises(ParameterError):
+        codec.encode(photo, rate=-1.5)
+    with pytest.raises(ParameterError):
         codec.encode(photo, base_quality=0)
     with pytest.raises(ParameterError):
         codec.encode(photo, subsampling="4:1:1")
@@ -363,8 +365,8 @@ def test_refine_changes_the_image_once_trained(photo):
 # -- rate knob --------------------------------------------------------------------------------
 def test_gain_is_strictly_monotone_in_rate_for_any_parameters():
     torch.manual_seed(3)
-    rg = RateGain(channels=5, points=4, span=4.0)
-    rates = torch.linspace(0, 1, 41)
+    rg = RateGain(channels=5, points=4, span=4.0, lowest=-1.0)
+    rates = torch.linspace(-1, 1, 41)
     for trial in range(3):
         if trial:  # arbitrary "trained" parameters keep the guarantee
             with torch.no_grad():
@@ -376,12 +378,33 @@ def test_gain_is_strictly_monotone_in_rate_for_any_parameters():
         assert gain.shape == inverse.shape == (41, 5, 1, 1)
 
 
+def test_below_zero_the_gains_extend_the_first_segment_and_leave_0_to_1_alone():
+    torch.manual_seed(4)
+    extended, clamped = RateGain(5, 4, 4.0, lowest=-1.0), RateGain(5, 4, 4.0)
+    with torch.no_grad():
+        for p in extended.parameters():
+            p.add_(torch.randn_like(p))
+    clamped.load_state_dict(extended.state_dict())
+    inside = torch.linspace(0, 1, 11)
+    for a, b in zip(extended(inside), clamped(inside)):
+        assert torch.equal(a, b)  # files coded in [0, 1] decode as before the extension
+    log_g = extended.log_gains()
+    gain, inverse = extended(torch.tensor([-1.0, -2.0]))
+    step = (log_g[1] - log_g[0]) * (extended.points - 1)
+    assert torch.allclose(gain[0, :, 0, 0].log(), log_g[0] - step, atol=1e-5)
+    assert torch.equal(gain[1], gain[0])  # clamped at the knob's lowest value
+    assert torch.all(clamped(torch.tensor([-1.0]))[0] == clamped(torch.tensor([0.0]))[0])
+
+
 def test_rate_knob_moves_the_residual_bytes(codec, photo):
     image = photo[:64, :96]
     lo = codec.encode(image, base_quality=30, rate=0.0)
     hi = codec.encode(image, base_quality=30, rate=1.0)
     assert lo.sections["jpeg"] == hi.sections["jpeg"]  # the two knobs are independent
     assert lo.sections["anchor"] != hi.sections["anchor"]
+    lowest = codec.encode(image, base_quality=30, rate=-1.0)
+    assert lowest.sections["anchor"] != lo.sections["anchor"]
+    assert np.array_equal(codec.decode(lowest.bitstream).image, lowest.image)
 
 
 def test_lambda_mapping(codec):
@@ -390,7 +413,10 @@ def test_lambda_mapping(codec):
     assert torch.allclose(lam, torch.tensor([0.002, (0.002 * 0.045) ** 0.5, 0.045]), rtol=1e-5)
     for t in (0.0, 0.3, 1.0):
         assert abs(model.rate_for_lambda(float(model.lambda_for_rate(torch.tensor(t)))) - t) < 1e-5
-    assert model.rate_for_lambda(1.0) == 1.0 and model.rate_for_lambda(1e-6) == 0.0
+    assert model.rate_for_lambda(1.0) == 1.0 and model.rate_for_lambda(1e-9) == -1.0
+    # below 0, λ continues on its log-linear path
+    assert float(model.lambda_for_rate(torch.tensor(-1.0))) == pytest.approx(0.002 * 0.002 / 0.045, rel=1e-5)
+    assert abs(model.rate_for_lambda(float(model.lambda_for_rate(torch.tensor(-0.5)))) + 0.5) < 1e-5
 
 
 # -- model contract ---------------------------------------------------------------------------

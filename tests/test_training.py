@@ -201,8 +201,8 @@ def test_rate_warmup_ramps_the_rate_weight(tmp_path):
 def test_continuous_training_draws_the_knob_from_its_rate_range(folders, tmp_path, weights_dir):
     with pytest.raises(ParameterError, match="LO < HI"):
         RunConfig(mode="wavelet", data="x", rate_range=(0.5, 0.5)).validate()
-    with pytest.raises(ParameterError, match="knob's range 0 to 1"):  # the hybrid's gains do not extrapolate
-        Trainer(_cfg(folders, tmp_path / "h", rate_range=(-0.25, 1.0)))
+    with pytest.raises(ParameterError, match="knob's range -1 to 1"):
+        Trainer(_cfg(folders, tmp_path / "h", rate_range=(-1.5, 1.0)))
     args = cli.parse_args(["wavelet", "--data", "d", "--out", str(tmp_path), "--rate-range", "-0.25", "1"])
     assert cli.run_config_from_args(args)[0].rate_range == (-0.25, 1.0)
 

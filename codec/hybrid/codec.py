@@ -96,7 +96,10 @@ class HybridCodec(LearnedCodec):
     model_class = HybridModel
     params = (
         ParamSpec("base_quality", "int", 30, "JPEG quality of the base layer", 1, 100),
-        ParamSpec("rate", "float", 0.5, "residual rate: 0 lowest, 1 highest (continuous)",
+        ParamSpec("rate", "float", 0.5,
+                  f"residual rate knob, {HybridModel.rate_range[0]:g} = smallest residual, 1 = finest: "
+                  "0 to 1 is the trained λ range, below 0 the residual is coded ever more coarsely "
+                  "(continuous)",
                   *HybridModel.rate_range,
                   sweep=(0.0, 0.25, 0.5, 0.75, 1.0)),
         ParamSpec("refine", "choice", "auto",

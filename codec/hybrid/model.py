@@ -43,7 +43,9 @@ class HybridModel(CompressionModel):
     """Residual codec + refinement of the HyRES hybrid codec, built from a :class:`Config`."""
 
     stride = Y_STRIDE * Z_STRIDE
-    rate_range = (0.0, 1.0)  # the knob's range: the gain vectors interpolate, never extrapolate
+    # The knob's range: the gain vectors interpolate from 0 to 1 and extrapolate their first
+    # segment below 0 (rate.py says why).
+    rate_range = (-1.0, 1.0)
 
     def __init__(self, config: Config | None = None):
         super().__init__()
@@ -51,15 +53,16 @@ class HybridModel(CompressionModel):
         self.g_a = analysis_transform(cfg)
         self.g_s = SynthesisTransform(cfg)
         self.latent_codec = latent_codec(cfg)
-        self.rate_gain = rate_mod.RateGain(cfg.M, cfg.rate_points, cfg.gain_span, cfg.gain_init)
+        self.rate_gain = rate_mod.RateGain(cfg.M, cfg.rate_points, cfg.gain_span, cfg.gain_init,
+                                           lowest=self.rate_range[0])
         self.refine = MultiScaleRefine(cfg.refine_channels)
 
     # -- rate knob ----------------------------------------------------------------------------
     def lambda_for_rate(self, rate: Tensor) -> Tensor:
-        return rate_mod.lambda_for_rate(rate, self.config.lambda_min, self.config.lambda_max)
+        return rate_mod.lambda_for_rate(rate, self.config.lambda_min, self.config.lambda_max, self.rate_range[0])
 
     def rate_for_lambda(self, lam: float) -> float:
-        return rate_mod.rate_for_lambda(lam, self.config.lambda_min, self.config.lambda_max)
+        return rate_mod.rate_for_lambda(lam, self.config.lambda_min, self.config.lambda_max, self.rate_range[0])
 
     def _rates(self, rate: Any, n: int, device) -> Tensor:
         rate = torch.as_tensor(rate, dtype=torch.float32, device=device).reshape(-1)
@@ -92,7 +95,7 @@ class HybridModel(CompressionModel):
     # -- training -----------------------------------------------------------------------------
     def forward(self, x: Tensor, rate: Tensor, base: Tensor | None = None,
                 refine: bool = True) -> dict[str, Any]:
-        """Training pass: ``x``, ``base`` ``(N, 3, H, W)`` in [0, 1], ``rate`` ``(N,)`` in [0, 1].
+        """Training pass: ``x``, ``base`` ``(N, 3, H, W)`` in [0, 1], ``rate`` ``(N,)`` in :attr:`rate_range`.
 
         Returns ``x_hat`` (base + decoded residual, STE-quantised latents), ``x_refined``
         (``refine`` applied to ``x_hat`` clamped to [0, 1]; left out with ``refine=False``, which
