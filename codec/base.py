@@ -59,6 +59,9 @@ class ParamSpec:
     maximum: float | None = None
     choices: tuple[str, ...] = ()
     sweep: tuple[Any, ...] = ()
+    #: What a file written before this parameter existed was coded with, where that is not the
+    #: default (None: the default); :meth:`Codec.decode` reads such files with it.
+    unrecorded: Any = None
 
     def coerce(self, value: Any) -> Any:
         """Return ``value`` converted to this parameter's type, or raise :class:`ParameterError`."""
@@ -262,8 +265,12 @@ class Codec(abc.ABC):
             raise BitstreamError(
                 f"bitstream needs weights id {c.weights_id}, but {self.name} has "
                 f"{self.weights_name!r} (id {self.weights_id}) loaded")
+        given = dict(c.params)
+        for p in self.params:
+            if p.name not in given and p.unrecorded is not None:
+                given[p.name] = p.unrecorded
         try:
-            params = self.resolve_params(dict(c.params))
+            params = self.resolve_params(given)
         except ParameterError as err:
             raise BitstreamError(f"corrupt parameters in bitstream: {err}") from None
         missing = [s for s in self.required_sections(params) if s not in c.sections]

@@ -109,7 +109,8 @@ class HybridCodec(LearnedCodec):
                   choices=("4:2:0", "4:4:4")),
         ParamSpec("base_tables", "choice", DEFAULT_BASE_TABLES,
                   "quantisation tables of the JPEG base: psnr (flatter, finer chroma) or standard "
-                  "(Annex K); any JPEG decoder reads either", choices=TABLES),
+                  "(Annex K); any JPEG decoder reads either", choices=TABLES,
+                  unrecorded="standard"),  # the only tables before the choice existed
         POSTFILTER_PARAM,
     )
 
@@ -176,8 +177,6 @@ class HybridCodec(LearnedCodec):
         import torch
 
         t0 = time.perf_counter()
-        if "base_tables" not in c.params:  # files written before the choice existed
-            params = {**params, "base_tables": "standard"}
         w, h = c.width, c.height
         base = np.array(jpeg_decode(c.sections["jpeg"], w, h))
         b = pad_to_multiple(image_to_tensor(base, self.device), self.model.stride)
