@@ -272,6 +272,29 @@ def test_refine_trains_only_the_post_filter_with_the_rest_in_eval_mode(folders, 
     assert entry["training"]["mode"] == "refine" and entry["training"]["total_steps"] == 6
 
 
+def test_refine_from_carries_a_filter_over_to_another_main_model(folders, tmp_path, hybrid_ckpt):
+    """A filter trained on one main model starts the filter run of a retrained one; both
+    trainings stay in the record."""
+    Trainer(_cfg(folders, tmp_path / "filter", mode="refine", init=str(hybrid_ckpt), steps=2)).run()
+    Trainer(_cfg(folders, tmp_path / "main", init=str(hybrid_ckpt), steps=2)).run()
+    filt, main = (load_checkpoint(tmp_path / d / "last.ckpt")["model"] for d in ("filter", "main"))
+    trainer = Trainer(_cfg(folders, tmp_path / "both", mode="refine", init=str(tmp_path / "main" / "last.ckpt"),
+                           refine_from=str(tmp_path / "filter" / "last.ckpt"), steps=1))
+    now = trainer.raw.state_dict()
+    assert all(torch.equal(now[k], (filt if k.startswith("refine.") else main)[k]) for k in now)
+    assert any(not torch.equal(filt[k], main[k]) for k in now if k.startswith("refine."))
+    assert "its refinement filter from checkpoint" in trainer.started_from
+    assert [(h["mode"], h["steps"]) for h in trainer.history] == [("refine", 2), ("hybrid", 2), ("hybrid", 3)]
+
+    Trainer(_cfg(folders, tmp_path / "wide", mode="refine", pretrain=str(hybrid_ckpt), steps=1,
+                 model_config=dict(_tiny("hybrid"), refine_channels="6"))).run()
+    with pytest.raises(WeightsError, match="refinement filter"):
+        Trainer(_cfg(folders, tmp_path / "x", mode="refine", init=str(hybrid_ckpt),
+                     refine_from=str(tmp_path / "wide" / "last.ckpt")))
+    with pytest.raises(ParameterError, match="--refine-from"):
+        _cfg(folders, tmp_path / "y", init=str(hybrid_ckpt), refine_from=str(hybrid_ckpt)).validate()
+
+
 def test_refine_pretrain_widens_the_filter_and_keeps_the_main_model(folders, tmp_path, hybrid_ckpt):
     start = load_checkpoint(hybrid_ckpt)["model"]
     config = dict(_tiny("hybrid"), refine_channels="6")

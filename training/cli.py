@@ -104,6 +104,10 @@ def _add_run_options(p: argparse.ArgumentParser, mode: str) -> None:
         # refine: a wider filter (--config refine_channels=…) starts from a trained main model
         g.add_argument("--pretrain", help="checkpoint/weights to copy matching tensors from "
                                           "(the model's config is the default plus --config)")
+    if mode == "refine":
+        g.add_argument("--refine-from", metavar="WEIGHTS",
+                       help="start the filter from these weights' or checkpoint's refinement filter "
+                            "instead of --init's (one trained on another main model)")
     if mode == "wavelet":
         g.add_argument("--freeze-except", nargs="+", metavar="MODULE",
                        help="train only these sub-modules (dotted-name prefixes) first")
@@ -207,7 +211,7 @@ def run_config_from_args(args: argparse.Namespace) -> tuple[RunConfig, dict | No
                 "phase_steps", "ms_ssim_weight", "vgg_weight", "vgg_weights",
                 "val_images", "val_points", "val_every", "val_crop", "log_every", "export_name",
                 "final_eval", "final_eval_images",
-                "base_subsampling", "base_tables", "pretrain", "freeze_steps"):
+                "base_subsampling", "base_tables", "pretrain", "freeze_steps", "refine_from"):
         value = getattr(args, key, None)
         if value is not None:
             given[key] = value

@@ -95,6 +95,8 @@ class RunConfig:
         pretrain, freeze_except, freeze_steps: the wavelet transfer recipe: load matching
             tensors from ``pretrain``, train only the named sub-modules for ``freeze_steps``
             steps (all of the run when None), then fine-tune everything.
+        refine_from: refine mode: weights or checkpoint whose refinement filter replaces
+            ``init``'s (a filter trained on another main model, carried over to this one).
     """
 
     mode: str = "wavelet"
@@ -129,6 +131,7 @@ class RunConfig:
     pretrain: str | None = None
     freeze_except: tuple[str, ...] = ()
     freeze_steps: int | None = None
+    refine_from: str | None = None
     val_images: int = 4
     val_points: int = 3
     val_every: int = 2000
@@ -220,6 +223,8 @@ class RunConfig:
         if self.mode == "refine" and not (self.init or self.pretrain):
             raise ParameterError("lic-train refine needs --init (or --pretrain) a hybrid checkpoint or "
                                  "weights to refine")
+        if self.refine_from and not (self.mode == "refine" and self.init):
+            raise ParameterError("--refine-from only makes sense in lic-train refine with --init")
         if self.rate_warmup_steps < 0 or self.widen_rate_warmup_steps < 0:
             raise ParameterError("--rate-warmup-steps and --widen-rate-warmup-steps must be >= 0, got "
                                  f"{self.rate_warmup_steps} and {self.widen_rate_warmup_steps}")

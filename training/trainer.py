@@ -137,6 +137,8 @@ class Trainer:
                 if self.new_channels is not None else "")
             self.history = source.history
             log.info("starting from %s", self.started_from)
+        if resume is None and cfg.refine_from:
+            self._take_refinement_filter(model, load_source(cfg.refine_from, codec=cfg.codec))
         if resume is None and cfg.pretrain:
             pre = load_source(cfg.pretrain, codec=cfg.codec)
             report = load_matching(model, pre.state_dict)
@@ -231,6 +233,20 @@ class Trainer:
                 indent=2) + "\n")
 
     # -- helpers ------------------------------------------------------------------------------
+    def _take_refinement_filter(self, model: nn.Module, other) -> None:
+        """Replace the filter --init brought with ``other``'s; its training joins the history
+        (newest first), so the manifest lists both the main model's runs and the filter's."""
+        own = model.state_dict()
+        taken = {k: v for k, v in other.state_dict.items() if k.startswith("refine.")}
+        wanted = [k for k in own if k.startswith("refine.")]
+        if sorted(taken) != sorted(wanted) or any(taken[k].shape != own[k].shape for k in wanted):
+            raise WeightsError(f"the refinement filter of {other.description} does not fit this model "
+                               f"(refine_channels {self.model_config.refine_channels})")
+        model.load_state_dict(taken, strict=False)
+        self.started_from += f"; its refinement filter from {other.description}"
+        self.history = other.history[:1] + list(self.history)
+        log.info("refinement filter from %s", other.description)
+
     @property
     def _uses_base(self) -> bool:
         return self.cfg.codec == "hybrid"
