@@ -507,6 +507,27 @@ def test_eval_forward_matches_the_coded_bitstream(wide_codec, photo):
     assert per_channel.sum() == pytest.approx(bits["y"], rel=1e-4)
 
 
+def test_latent_refinement_is_encoder_only_deterministic_and_exact(wide_codec, photo):
+    """The residual's latent refined for the image (``optimize``) codes as any other: the
+    decoder needs nothing new, the encoder leaves the model (weights, eval mode) and torch's
+    random state as they were, and one image gives one file."""
+    img = photo[:40, :56]
+    plain = wide_codec.encode(img, base_quality=30, rate=0.5)
+    rng_before = torch.get_rng_state()
+    weights_before = {k: v.clone() for k, v in wide_codec.model.state_dict().items()}
+    refined = wide_codec.encode(img, base_quality=30, rate=0.5, optimize=2)
+    assert torch.equal(torch.get_rng_state(), rng_before)
+    assert all(torch.equal(v, weights_before[k]) for k, v in wide_codec.model.state_dict().items())
+    assert not any(m.training for m in wide_codec.model.modules())
+    assert refined.sections["jpeg"] == plain.sections["jpeg"]
+    assert any(refined.sections[k] != plain.sections[k] for k in RESIDUAL_SECTIONS)  # the latent moved
+    assert wide_codec.encode(img, base_quality=30, rate=0.5, optimize=2).bitstream == refined.bitstream
+    assert np.array_equal(wide_codec.decode(refined.bitstream).image, refined.image)
+    c = container.unpack(refined.bitstream)
+    stripped = dataclasses.replace(c, params={k: v for k, v in c.params.items() if k != "optimize"})
+    assert np.array_equal(wide_codec.decode(container.pack(stripped)).image, refined.image)
+
+
 def test_base_tables_choose_the_jpeg_base_and_old_files_read_as_standard(codec, photo):
     import io
 

@@ -35,6 +35,7 @@ from ..container import Container
 from ..errors import BitstreamError
 from ..jpeg import TABLES, jpeg_decode, jpeg_encode
 from ..learned import POSTFILTER_PARAM, LearnedCodec, image_to_tensor, pad_to_multiple, tensor_to_image
+from ..latent_search import OPTIMIZE_PARAM
 from .config import Config
 from .model import SECTION_NAMES, HybridModel
 
@@ -114,6 +115,7 @@ class HybridCodec(LearnedCodec):
                   "(Annex K); any JPEG decoder reads either", choices=TABLES,
                   unrecorded="standard"),  # the only tables before the choice existed
         POSTFILTER_PARAM,
+        OPTIMIZE_PARAM,
     )
 
     def required_sections(self, params):
@@ -136,7 +138,7 @@ class HybridCodec(LearnedCodec):
         h, w = image.shape[:2]
         t0 = time.perf_counter()
         jpeg, base, x, b = self._inputs(image, params)
-        coded = self.model.compress(x, b, params["rate"])
+        coded = self.model.compress(x, b, params["rate"], latent_steps=params["optimize"], valid=(h, w))
         sections = {"jpeg": jpeg, **{k: coded["strings"][k][0] for k in SECTION_NAMES}}
         self._sync()
         t1 = time.perf_counter()

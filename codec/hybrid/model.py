@@ -27,6 +27,7 @@ import torch
 from compressai.models import CompressionModel
 from torch import Tensor
 
+from ..latent_search import refine_latent
 from . import rate as rate_mod
 from .config import Config
 from .entropy import latent_codec
@@ -126,18 +127,41 @@ class HybridModel(CompressionModel):
         return {"y": (self.config.M, height // Y_STRIDE, width // Y_STRIDE),
                 "hyper": (height // self.stride, width // self.stride)}
 
+    def forward_latent(self, y: Tensor, rate: Tensor, noise: bool, base: Tensor) -> dict[str, Any]:
+        """:meth:`forward` from the residual's scaled latent ``y`` (after the rate gain: the
+        values that are rounded) on: ŷ straight-through, likelihoods under additive noise
+        (``noise``) or of the rounded symbols; ``x_hat`` is base + decoded residual. For the
+        encoder's latent refinement, whose steps are then the same size at every rate."""
+        _, inverse = self.rate_gain(self._rates(rate, y.shape[0], y.device))
+        was_training = self.latent_codec.training
+        self.latent_codec.train(noise)  # its only train/eval difference is how it quantises
+        try:
+            out = self.latent_codec(y)
+        finally:
+            self.latent_codec.train(was_training)
+        result = self._synthesis(out["y_hat"] * inverse, base.contiguous(), refine=False)
+        return {"x_hat": result["x_hat"], "likelihoods": out["likelihoods"]}
+
     @torch.no_grad()
-    def compress(self, x: Tensor, base: Tensor, rate: float) -> dict[str, Any]:
+    def compress(self, x: Tensor, base: Tensor, rate: float, latent_steps: int = 0,
+                 valid: tuple[int, int] | None = None) -> dict[str, Any]:
         """Entropy-code the residual of ``x`` over ``base``.
 
         Returns ``strings`` (one list of per-image strings per section) and ``y_hat``: the
         scaled latent exactly as the decoder will rebuild it — CompressAI's ``compress`` obtains
         it by running the decoder's own rANS decode, hyper synthesis and context passes on the
         strings — so :meth:`reconstruct` of it equals :meth:`decompress` of the strings.
+        ``latent_steps`` > 0 first refines the latent for this image
+        (:func:`codec.latent_search.refine_latent`, measured on the top-left ``valid`` (h, w)
+        region); the decoder is the same either way.
         """
         gain, _ = self.rate_gain(self._rates(rate, x.shape[0], x.device))
-        y = self._analysis(x, base)
-        out = self.latent_codec.compress(y * gain)
+        y = self._analysis(x, base) * gain
+        if latent_steps > 0:
+            if x.shape[0] != 1:
+                raise ValueError("latent refinement codes one image at a time")
+            y = refine_latent(self, x, y.contiguous(), float(rate), latent_steps, valid, base=base)
+        out = self.latent_codec.compress(y)
         anchor, nonanchor, hyper = out["strings"]
         strings = {"hyper": list(hyper), "anchor": list(anchor), "nonanchor": list(nonanchor)}
         return {"strings": strings, "y_hat": out["y_hat"]}

@@ -30,6 +30,7 @@ from ..container import Container
 from ..dwt import BANDS, HIGH_BANDS
 from ..errors import BitstreamError
 from .. import postfilter
+from ..latent_search import OPTIMIZE_PARAM
 from ..learned import POSTFILTER_PARAM, LearnedCodec, image_to_tensor, pad_to_multiple, tensor_to_image
 from .config import Config
 from .model import Model
@@ -37,11 +38,6 @@ from .model import Model
 __all__ = ["WaveletCodec", "SECTIONS", "OPTIMIZE_PARAM"]
 
 SECTIONS = ("hyper",) + BANDS
-OPTIMIZE_PARAM = ParamSpec(
-    "optimize", "int", 0,
-    "encoder-side latent refinement: gradient steps on this image's latent (each about "
-    "an encode's time; the decoder is the same). 0 = off; 10 gains about 0.17 dB at equal rate",
-    0, 50)
 # First byte of each section: which stream it holds, so a section moved under another name
 # (or pasted from another file kind) is refused instead of decoded into garbage.
 _TAGS = {name: 0xA0 + i for i, name in enumerate(SECTIONS)}

@@ -32,7 +32,7 @@ from ..dwt import BANDS, HIGH_BANDS, dwt, idwt
 from .config import Config
 from .entropy import RansReader, RansWriter, TrainingIO, check_rans_stream
 from .gate import FrequencyGate
-from .latent_search import refine_latent
+from ..latent_search import refine_latent
 from .ll_context import LLContextEncoder
 from .progressive import BandCoder
 from .quant import AdaptiveQuantizer
@@ -179,7 +179,7 @@ class Model(CompressionModel):
         """``x`` (1, 3, H, W), H and W multiples of ``stride`` → strings per section and y bands.
 
         ``latent_steps`` > 0 first refines the analysis transform's latent for this image
-        (:func:`latent_search.refine_latent`, measured on the top-left ``valid`` (h, w) region,
+        (:func:`codec.latent_search.refine_latent`, measured on the top-left ``valid`` (h, w) region,
         default all of ``x``); the decoder is the same either way.
         """
         self._check_size(x)
