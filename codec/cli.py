@@ -264,11 +264,11 @@ def _spec_points(codec, fixed: dict[str, str]) -> list[dict[str, Any]]:
     sweep's length of copies of it, and a knob range the points inside it."""
     fixed, knob_range = _knob_range(codec, fixed)
     knob = codec.rate_param.name
-    points = [p for p in codec.sweep_points(fixed)
-              if knob_range is None or knob_range[0] <= p[knob] <= knob_range[1]]
+    path = codec.sweep_points(fixed)
+    points = [p for p in path if knob_range is None or knob_range[0] <= p[knob] <= knob_range[1]]
     if not points:  # only a range can leave none
-        raise SystemExit(f"lic-codec: {codec.name}: no sweep point has {codec.rate_param.name} in "
-                         f"{knob_range[0]:g}..{knob_range[1]:g}; the sweep is {list(codec.rate_param.sweep)}")
+        raise SystemExit(f"lic-codec: {codec.name}: no sweep point has {knob} in "
+                         f"{knob_range[0]:g}..{knob_range[1]:g}; the sweep's are {[p[knob] for p in path]}")
     return points
 
 
