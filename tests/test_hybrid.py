@@ -362,6 +362,37 @@ def test_refine_changes_the_image_once_trained(photo):
     assert np.array_equal(codec.decode(on.bitstream).image, on.image)
 
 
+def test_conditioned_refiner_starts_as_the_filter_it_loads_then_uses_base_and_rate(photo):
+    plain = HybridCodec(weights="random", config=Config.tiny(), device="cpu")
+    with torch.no_grad():
+        plain.model.refine.tail.bias.fill_(0.05)
+    cond = HybridCodec(weights="random", config=dataclasses.replace(Config.tiny(), refine_conditioned=True),
+                       device="cpu")
+    missing = cond.model.load_state_dict(plain.model.state_dict(), strict=False).missing_keys
+    assert missing and all(k.startswith(("refine.head_base.", "refine.rate_film.")) for k in missing)
+    image = photo[:32, :48]
+    same = dict(base_quality=20, rate=0.4, refine="on", postfilter="off")
+    assert np.array_equal(cond.encode(image, **same).image, plain.encode(image, **same).image)
+
+    with torch.no_grad():
+        cond.model.refine.tail.weight.normal_(0, 0.05)
+        cond.model.refine.head_base.weight.normal_(0, 0.2)
+        cond.model.refine.rate_film[-1].weight.normal_(0, 0.5)
+    x, base = torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 16)
+    f = cond.model.refine
+    with torch.no_grad():
+        ref = f(x, base, torch.tensor([0.4]))
+        assert not torch.equal(ref, f(x, torch.rand(1, 3, 16, 16), torch.tensor([0.4])))
+        assert not torch.equal(ref, f(x, base, torch.tensor([-0.6])))
+    with pytest.raises(ValueError, match="base= and rate="):
+        f(x)
+    coded = cond.encode(image, **same)
+    assert np.array_equal(cond.decode(coded.bitstream).image, coded.image)
+    # the ceiling tells the filter the finest knob, whatever rate the caller passes
+    assert np.array_equal(cond.unquantized(image, base_quality=20, rate=-0.5, refine="on"),
+                          cond.unquantized(image, base_quality=20, rate=0.9, refine="on"))
+
+
 # -- rate knob --------------------------------------------------------------------------------
 def test_gain_is_strictly_monotone_in_rate_for_any_parameters():
     torch.manual_seed(3)

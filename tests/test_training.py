@@ -294,16 +294,28 @@ def test_refine_from_carries_a_filter_over_to_another_main_model(folders, tmp_pa
     with pytest.raises(ParameterError, match="--refine-from"):
         _cfg(folders, tmp_path / "y", init=str(hybrid_ckpt), refine_from=str(hybrid_ckpt)).validate()
 
+    # a grown filter (here conditioned) goes over to a main model that never had one
+    grown = dict(_tiny("hybrid"), refine_conditioned="true")
+    Trainer(_cfg(folders, tmp_path / "cond", mode="refine", pretrain=str(hybrid_ckpt), steps=1,
+                 model_config=grown)).run()
+    cond = load_checkpoint(tmp_path / "cond" / "last.ckpt")["model"]
+    trainer = Trainer(_cfg(folders, tmp_path / "z", mode="refine", pretrain=str(tmp_path / "main" / "last.ckpt"),
+                           refine_from=str(tmp_path / "cond" / "last.ckpt"), model_config=grown, steps=1))
+    now = trainer.raw.state_dict()
+    assert all(torch.equal(now[k], (cond if k.startswith("refine.") else main)[k]) for k in now)
 
-def test_refine_pretrain_widens_the_filter_and_keeps_the_main_model(folders, tmp_path, hybrid_ckpt):
+
+@pytest.mark.parametrize("change", [{"refine_channels": "6"}, {"refine_conditioned": "true"}])
+def test_refine_pretrain_grows_the_filter_and_keeps_the_main_model(folders, tmp_path, hybrid_ckpt, change):
     start = load_checkpoint(hybrid_ckpt)["model"]
-    config = dict(_tiny("hybrid"), refine_channels="6")
-    assert start["refine.head.0.weight"].shape[0] != 6
     trainer = Trainer(_cfg(folders, tmp_path, mode="refine", pretrain=str(hybrid_ckpt),
-                           model_config=config, steps=2))
+                           model_config=dict(_tiny("hybrid"), **change), steps=2))
     trainer.run()
     end = trainer.raw.state_dict()
-    assert end["refine.head.0.weight"].shape[0] == 6
+    if "refine_channels" in change:
+        assert start["refine.head.0.weight"].shape[0] != 6 and end["refine.head.0.weight"].shape[0] == 6
+    else:  # the base's head convolution starts at zero and learns
+        assert "refine.head_base.weight" not in start and end["refine.head_base.weight"].abs().sum() > 0
     main = [k for k in start if not k.startswith("refine.")]
     assert main and all(torch.equal(start[k], end[k]) for k in main)
     assert "transfer" in trainer.started_from and trainer.history[0]["mode"] == "hybrid"

@@ -107,7 +107,7 @@ def _add_run_options(p: argparse.ArgumentParser, mode: str) -> None:
     if mode == "refine":
         g.add_argument("--refine-from", metavar="WEIGHTS",
                        help="start the filter from these weights' or checkpoint's refinement filter "
-                            "instead of --init's (one trained on another main model)")
+                            "instead of --init's or --pretrain's (one trained on another main model)")
     if mode == "wavelet":
         g.add_argument("--freeze-except", nargs="+", metavar="MODULE",
                        help="train only these sub-modules (dotted-name prefixes) first")

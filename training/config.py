@@ -96,7 +96,8 @@ class RunConfig:
             tensors from ``pretrain``, train only the named sub-modules for ``freeze_steps``
             steps (all of the run when None), then fine-tune everything.
         refine_from: refine mode: weights or checkpoint whose refinement filter replaces
-            ``init``'s (a filter trained on another main model, carried over to this one).
+            ``init``'s or ``pretrain``'s (a filter trained on another main model, carried over
+            to this one).
     """
 
     mode: str = "wavelet"
@@ -223,8 +224,8 @@ class RunConfig:
         if self.mode == "refine" and not (self.init or self.pretrain):
             raise ParameterError("lic-train refine needs --init (or --pretrain) a hybrid checkpoint or "
                                  "weights to refine")
-        if self.refine_from and not (self.mode == "refine" and self.init):
-            raise ParameterError("--refine-from only makes sense in lic-train refine with --init")
+        if self.refine_from and not (self.mode == "refine" and (self.init or self.pretrain)):
+            raise ParameterError("--refine-from only makes sense in lic-train refine with --init or --pretrain")
         if self.rate_warmup_steps < 0 or self.widen_rate_warmup_steps < 0:
             raise ParameterError("--rate-warmup-steps and --widen-rate-warmup-steps must be >= 0, got "
                                  f"{self.rate_warmup_steps} and {self.widen_rate_warmup_steps}")

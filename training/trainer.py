@@ -137,8 +137,6 @@ class Trainer:
                 if self.new_channels is not None else "")
             self.history = source.history
             log.info("starting from %s", self.started_from)
-        if resume is None and cfg.refine_from:
-            self._take_refinement_filter(model, load_source(cfg.refine_from, codec=cfg.codec))
         if resume is None and cfg.pretrain:
             pre = load_source(cfg.pretrain, codec=cfg.codec)
             report = load_matching(model, pre.state_dict)
@@ -148,6 +146,8 @@ class Trainer:
                      pre.description, len(report["loaded"]), len(report["missing"]),
                      ", ".join(sorted({k.split('.')[0] for k in report["missing"]})) or "none",
                      len(report["mismatched"]), len(report["unexpected"]))
+        if resume is None and cfg.refine_from:
+            self._take_refinement_filter(model, load_source(cfg.refine_from, codec=cfg.codec))
         self.raw: nn.Module = model.to(self.device)
         self.stride = int(self.raw.stride)
         min_crop = int(getattr(self.raw, "min_train_crop", 0) or 0)

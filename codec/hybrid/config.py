@@ -38,6 +38,8 @@ class Config:
             residual code never starts (measured: ``y·g`` shrank to 0.005 and carried no bits
             after 900 steps). Starting ``y·g`` at a few quantisation steps avoids that.
         refine_channels: width of the MultiScaleRefine post-filter.
+        refine_conditioned: the filter also sees the JPEG base and the rate knob (see
+            :mod:`.refine`); off in the weights trained before it existed.
         context_kernel: kernel size of the checkerboard context convolution (odd).
         lambda_min, lambda_max: the λ of rate 0 and rate 1 (loss λ·255²·MSE + bpp).
     """
@@ -54,6 +56,7 @@ class Config:
     gain_span: float = 4.75
     gain_init: float = 16.0
     refine_channels: int = 16
+    refine_conditioned: bool = False
     context_kernel: int = 5
     lambda_min: float = 0.002
     lambda_max: float = 0.045

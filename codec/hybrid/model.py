@@ -56,7 +56,7 @@ class HybridModel(CompressionModel):
         self.latent_codec = latent_codec(cfg)
         self.rate_gain = rate_mod.RateGain(cfg.M, cfg.rate_points, cfg.gain_span, cfg.gain_init,
                                            lowest=self.rate_range[0])
-        self.refine = MultiScaleRefine(cfg.refine_channels)
+        self.refine = MultiScaleRefine(cfg.refine_channels, cfg.refine_conditioned)
 
     # -- rate knob ----------------------------------------------------------------------------
     def lambda_for_rate(self, rate: Tensor) -> Tensor:
@@ -85,12 +85,12 @@ class HybridModel(CompressionModel):
         inp = torch.cat([r, base - 0.5], dim=1) if self.config.base_side_info else r
         return self.g_a(inp)
 
-    def _synthesis(self, y_hat: Tensor, base: Tensor, refine: bool) -> dict[str, Tensor]:
+    def _synthesis(self, y_hat: Tensor, base: Tensor, rate: Tensor, refine: bool) -> dict[str, Tensor]:
         r_hat = self.g_s(y_hat, base) / self.config.residual_gain
         x_hat = base + r_hat
         out = {"r_hat": r_hat, "x_hat": x_hat}
         if refine:
-            out["x_refined"] = self.refine(x_hat.clamp(0, 1))
+            out["x_refined"] = self.refine(x_hat.clamp(0, 1), base, rate)
         return out
 
     # -- training -----------------------------------------------------------------------------
@@ -106,18 +106,20 @@ class HybridModel(CompressionModel):
         """
         if base is None:
             raise ValueError("the hybrid model needs base= (the JPEG decode of x)")
-        gain, inverse = self.rate_gain(self._rates(rate, x.shape[0], x.device))
+        rate = self._rates(rate, x.shape[0], x.device)
+        gain, inverse = self.rate_gain(rate)
         y = self._analysis(x, base)
         out = self.latent_codec(y * gain)
-        result = self._synthesis(out["y_hat"] * inverse, base.contiguous(), refine=refine)
+        result = self._synthesis(out["y_hat"] * inverse, base.contiguous(), rate, refine=refine)
         result["likelihoods"] = out["likelihoods"]
         return result
 
     @torch.no_grad()
     def unquantized(self, x: Tensor, base: Tensor, refine: bool = False) -> dict[str, Tensor]:
         """Base + synthesis of the residual's unquantized latent (``x_hat``; ``x_refined`` too
-        with ``refine``): the ceiling at infinite rate."""
-        return self._synthesis(self._analysis(x, base), base.contiguous(), refine=refine)
+        with ``refine``, told the knob is at its finest): the ceiling at infinite rate."""
+        rate = self._rates(self.rate_range[1], x.shape[0], x.device)
+        return self._synthesis(self._analysis(x, base), base.contiguous(), rate, refine=refine)
 
     # -- entropy coding (used by HybridCodec) -----------------------------------------------
     def latent_shapes(self, height: int, width: int) -> dict[str, tuple[int, int]]:
@@ -132,14 +134,15 @@ class HybridModel(CompressionModel):
         values that are rounded) on: ŷ straight-through, likelihoods under additive noise
         (``noise``) or of the rounded symbols; ``x_hat`` is base + decoded residual. For the
         encoder's latent refinement, whose steps are then the same size at every rate."""
-        _, inverse = self.rate_gain(self._rates(rate, y.shape[0], y.device))
+        rate = self._rates(rate, y.shape[0], y.device)
+        _, inverse = self.rate_gain(rate)
         was_training = self.latent_codec.training
         self.latent_codec.train(noise)  # its only train/eval difference is how it quantises
         try:
             out = self.latent_codec(y)
         finally:
             self.latent_codec.train(was_training)
-        result = self._synthesis(out["y_hat"] * inverse, base.contiguous(), refine=False)
+        result = self._synthesis(out["y_hat"] * inverse, base.contiguous(), rate, refine=False)
         return {"x_hat": result["x_hat"], "likelihoods": out["likelihoods"]}
 
     @torch.no_grad()
@@ -183,5 +186,6 @@ class HybridModel(CompressionModel):
     @torch.no_grad()
     def reconstruct(self, y_hat: Tensor, base: Tensor, rate: float, refine: bool = True) -> dict[str, Tensor]:
         """Scaled latent ``y_hat`` (as decoded) → ``r_hat``, ``x_hat`` (and ``x_refined``)."""
-        _, inverse = self.rate_gain(self._rates(rate, base.shape[0], base.device))
-        return self._synthesis(y_hat * inverse, base, refine)
+        rate = self._rates(rate, base.shape[0], base.device)
+        _, inverse = self.rate_gain(rate)
+        return self._synthesis(y_hat * inverse, base, rate, refine)

@@ -15,6 +15,14 @@ and switching refinement on never hurts before it is trained.
 
 Branches merge by addition, coarse to fine, so only one tensor is up-sampled at full
 resolution: the full-resolution work is three thin convolutions and the two gates.
+
+With ``conditioned`` the filter also sees what the decoder knows beside the picture: the JPEG
+base (a second head convolution, summed with the first; where the residual changed the base
+and where JPEG's blocks lie), and the rate knob, which scales and shifts the head's features
+per channel (FiLM: Perez et al. 2018, "FiLM: Visual Reasoning with a General Conditioning
+Layer"). An unconditioned filter cannot tell a coarse picture that wants smoothing from a fine
+one that it would blur: it learns the average of both. Both additions start at zero, so a
+conditioned filter loaded with an unconditioned one's tensors computes exactly what it did.
 """
 
 from __future__ import annotations
@@ -55,10 +63,20 @@ def _conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
 class MultiScaleRefine(nn.Module):
     """``(N, 3, H, W)`` image in [0, 1] → refined image (input + learned correction)."""
 
-    def __init__(self, channels: int = 24):
+    def __init__(self, channels: int = 24, conditioned: bool = False):
         super().__init__()
         c = channels
+        self.conditioned = conditioned
         self.head = _conv(3, c)
+        if conditioned:
+            # Summed with head's convolution before its activation: one 6-channel convolution
+            # in two parts, so that an unconditioned filter's head loads unchanged.
+            self.head_base = nn.Conv2d(3, c, 3, padding=1, bias=False)
+            self.rate_film = nn.Sequential(nn.Linear(1, c), nn.LeakyReLU(0.1), nn.Linear(c, 2 * c))
+            for layer in (self.head_base, self.rate_film[-1]):
+                nn.init.zeros_(layer.weight)
+                if layer.bias is not None:
+                    nn.init.zeros_(layer.bias)
         self.branch_full = _conv(c, c)
         self.branch_half = nn.Sequential(_conv(c, c, 2), _conv(c, c))
         self.branch_quarter = nn.Sequential(_conv(c, c, 2), _conv(c, c))
@@ -71,9 +89,19 @@ class MultiScaleRefine(nn.Module):
         # (24 channels, 768x512, one thread: 500 -> 290 ms); loading weights keeps this layout.
         self.to(memory_format=torch.channels_last)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, base: Tensor | None = None, rate: Tensor | None = None) -> Tensor:
+        """``x`` the picture; ``base`` (the JPEG base, same shape) and ``rate`` (``(N,)``, the
+        knob) are required by a ``conditioned`` filter and ignored by another."""
         x = x.contiguous(memory_format=torch.channels_last)
-        f = self.head(x)
+        if self.conditioned:
+            if base is None or rate is None:
+                raise ValueError("a conditioned refinement filter needs base= and rate=")
+            conv, act = self.head
+            f = conv(x) + self.head_base(base.contiguous(memory_format=torch.channels_last) - 0.5)
+            scale, shift = self.rate_film(rate.reshape(-1, 1).to(f.dtype)).chunk(2, dim=1)
+            f = act(f) * (1 + scale[..., None, None]) + shift[..., None, None]
+        else:
+            f = self.head(x)
         half = self.branch_half(f)
         quarter = self.branch_quarter(half)
         half = half + _upsample(quarter, half.shape[-2:])
