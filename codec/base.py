@@ -13,14 +13,14 @@ import math
 import struct
 import zlib
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Mapping, Sequence
+from typing import Any, ClassVar, Iterable, Mapping, Sequence
 
 import numpy as np
 
 from . import container
 from .errors import BitstreamError, ParameterError, PictureMismatchError
 
-__all__ = ["ParamSpec", "CodecResult", "Codec"]
+__all__ = ["ParamSpec", "CodecResult", "Codec", "rate_knob"]
 
 
 _ON_WORDS = ("1", "true", "yes", "on")
@@ -47,8 +47,10 @@ def _switch_word(value: Any) -> str:
 class ParamSpec:
     """One user-facing codec parameter (a CLI option, a GUI control).
 
-    ``kind`` is ``"int"``, ``"float"``, ``"bool"`` or ``"choice"``. ``sweep`` lists the values an
-    R-D sweep visits (``lic-codec eval``); the parameter with a sweep is the rate knob.
+    ``kind`` is ``"int"``, ``"float"``, ``"bool"`` or ``"choice"``. ``rate_knob`` marks the
+    parameter that sets the rate (one per codec: the GUI's slider, what R-D sweeps vary);
+    ``sweep`` lists the values an R-D sweep of it visits (``lic-codec eval``), unless the codec
+    walks a path of several parameters instead (:meth:`Codec.sweep_path`).
     """
 
     name: str
@@ -59,6 +61,7 @@ class ParamSpec:
     maximum: float | None = None
     choices: tuple[str, ...] = ()
     sweep: tuple[Any, ...] = ()
+    rate_knob: bool = False
     #: What a file written before this parameter existed was coded with, where that is not the
     #: default (None: the default); :meth:`Codec.decode` reads such files with it.
     unrecorded: Any = None
@@ -98,6 +101,11 @@ class ParamSpec:
                 raise ParameterError(
                     f"{self.name}={v} is outside its range {self.minimum}..{self.maximum}")
         return v
+
+
+def rate_knob(params: Iterable[ParamSpec]) -> ParamSpec | None:
+    """The parameter of ``params`` marked ``rate_knob``, or None."""
+    return next((p for p in params if p.rate_knob), None)
 
 
 #: Name of the optional section holding the CRC-32 of the picture the encoder made (the decoded
@@ -206,17 +214,18 @@ class Codec(abc.ABC):
 
     @property
     def rate_param(self) -> ParamSpec:
-        """The parameter an R-D sweep varies."""
-        for p in self.params:
-            if p.sweep:
-                return p
-        raise AssertionError(f"{self.name} declares no sweep parameter")  # pragma: no cover
+        """The parameter that sets the rate."""
+        knob = rate_knob(self.params)
+        if knob is None:  # pragma: no cover - a programming error in a codec's spec
+            raise AssertionError(f"{self.name} declares no rate knob")
+        return knob
 
     def sweep_path(self, settings: dict[str, Any]) -> list[dict[str, Any]]:
         """The values an R-D sweep varies, from low to high rate, for the resolved ``settings``
         of everything else (a codec whose best path depends on them, e.g. the hybrid's JPEG
-        tables, picks it here)."""
+        tables, picks it here). By default the rate knob's ``sweep``."""
         knob = self.rate_param
+        assert knob.sweep, f"{self.name}: a rate knob without a sweep needs its own sweep_path"
         return [{knob.name: v} for v in knob.sweep]
 
     def sweep_points(self, fixed: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:

@@ -96,7 +96,7 @@ class JpegCodec(Codec):
     title = "JPEG"
     params = (
         ParamSpec("quality", "int", 75, "JPEG quality (libjpeg scale)", 1, 100,
-                  sweep=(5, 10, 15, 20, 30, 40, 50, 60, 70, 80, 90, 95)),
+                  sweep=(5, 10, 15, 20, 30, 40, 50, 60, 70, 80, 90, 95), rate_knob=True),
         ParamSpec("subsampling", "choice", "4:2:0", "chroma subsampling",
                   choices=tuple(SUBSAMPLING)),
         ParamSpec("tables", "choice", "standard",

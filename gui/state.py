@@ -15,7 +15,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from PIL import Image
 
-from codec.base import CodecResult, ParamSpec
+from codec.base import CodecResult, ParamSpec, rate_knob
 
 __all__ = [
     "ImageSource",
@@ -169,10 +169,7 @@ class CodecSpec:
 
     @property
     def rate_param(self) -> ParamSpec | None:
-        for p in self.params:
-            if p.sweep:
-                return p
-        return None
+        return rate_knob(self.params)
 
     def defaults(self) -> dict[str, Any]:
         return {p.name: p.default for p in self.params}

@@ -247,7 +247,7 @@ def test_match_bpp_finds_the_closest_setting(make_window, qtbot, photo):
 
 def test_controls_are_generated_for_every_param_kind(qtbot):
     spec = CodecSpec("fake", "Fake", True, (
-        ParamSpec("q", "int", 5, "an int", 1, 9, sweep=(1, 5, 9)),
+        ParamSpec("q", "int", 5, "an int", 1, 9, sweep=(1, 5, 9), rate_knob=True),
         ParamSpec("lam", "float", 0.01, "log-scaled float", 0.0001, 0.1),
         ParamSpec("gain", "float", 0.5, "linear float", 0.0, 1.0),
         ParamSpec("refine", "bool", True, "a switch"),

@@ -712,7 +712,7 @@ def test_cli_options_defaults_and_errors(folders, tmp_path, capsys, weights_dir)
     assert cli.main(argv) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["step"] == 1 and len(summary["validation"]["points"]) == 2
-    n_points = len(next(p for p in codec_class("wavelet").params if p.sweep).sweep)
+    n_points = len(next(p for p in codec_class("wavelet").params if p.rate_knob).sweep)
     assert len(json.loads((out / "final_eval.json").read_text())["results"]["bpp"]) == n_points
     assert cli.main(["export", str(out / "last.ckpt"), "--name", "w1", "--default"]) == 0
     entry = W.find_entry("w1").record

@@ -104,7 +104,7 @@ class HybridCodec(LearnedCodec):
                   "0 to 1 is the trained λ range, below 0 the residual is coded ever more coarsely "
                   "(continuous)",
                   *HybridModel.rate_range,
-                  sweep=(0.0, 0.25, 0.5, 0.75, 1.0)),
+                  rate_knob=True),  # sweeps walk (base_quality, rate) pairs: see sweep_path
         ParamSpec("refine", "choice", "auto",
                   "MultiScaleRefine post-filter: on, off, or auto (the encoder keeps it where it "
                   "lowers this image's error; the file says which)", choices=("auto", "on", "off")),

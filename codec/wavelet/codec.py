@@ -67,7 +67,8 @@ class WaveletCodec(LearnedCodec):
                   f"λ {Config.lambda_min:g} to {Config.lambda_max:g} (log-linear), below 0 the quantiser steps "
                   "grow further",
                   *Model.rate_range,
-                  sweep=(-0.5, -0.375, -0.25, -0.125, 0.0, 0.15, 0.3, 0.45, 0.6, 0.75, 0.9, 1.0)),
+                  sweep=(-0.5, -0.375, -0.25, -0.125, 0.0, 0.15, 0.3, 0.45, 0.6, 0.75, 0.9, 1.0),
+                  rate_knob=True),
         POSTFILTER_PARAM,
         OPTIMIZE_PARAM,
     )
