@@ -39,8 +39,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# Entropy-coder tables that ``update(force=True)`` rebuilds from the parameters.
-ENTROPY_TABLE_SUFFIXES = ("_quantized_cdf", "_offset", "_cdf_length")
+# Entropy-coder tables that ``update(force=True)`` rebuilds from the parameters (a Gaussian
+# conditional's scale table too; an untrained model holds it empty).
+ENTROPY_TABLE_SUFFIXES = ("_quantized_cdf", "_offset", "_cdf_length", "scale_table")
 
 
 class Source(NamedTuple):
