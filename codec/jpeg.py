@@ -1,4 +1,4 @@
-"""Baseline JPEG through Pillow (libjpeg-turbo): the reference codec and the hybrid's base layer."""
+"""JPEG through Pillow (libjpeg-turbo): the reference codec and the hybrid's base layer."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from .base import Codec, CodecResult, ParamSpec
 from .container import Container
 from .errors import BitstreamError
 
-__all__ = ["JpegCodec", "jpeg_encode", "jpeg_decode", "quant_tables", "SUBSAMPLING", "TABLES"]
+__all__ = ["JpegCodec", "jpeg_encode", "jpeg_decode", "quant_tables", "SUBSAMPLING", "TABLES", "SCANS"]
 
 # Pillow's ``subsampling`` argument for each user-facing name.
 SUBSAMPLING = {"4:4:4": 0, "4:2:2": 1, "4:2:0": 2}
@@ -27,6 +27,14 @@ SUBSAMPLING = {"4:4:4": 0, "4:2:2": 1, "4:2:0": 2}
 #   ``standard`` over qualities 8-80: `scripts/tune_jpeg_tables.py`, 17.6 % fewer bits there.
 # Any JPEG decoder reads either: the tables travel in the file.
 TABLES = ("standard", "psnr")
+
+# Scan modes: the same quantised coefficients, so the same decoded picture, in one sequential scan
+# (baseline) or libjpeg's default progressive script, whose spectral-selection and
+# successive-approximation scans give the entropy coder longer runs. On Kodak with the psnr
+# tables, progressive is 1.4 % to 3.3 % smaller from quality 45 up and 2 % to 9 % larger below
+# quality 20 (the script's many scans cost more than they save in small files); ``smallest``
+# codes both and keeps the shorter. Any JPEG decoder reads either.
+SCANS = ("baseline", "progressive", "smallest")
 _ANNEX_K_LUMA = np.array([
     16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55,
     14, 13, 16, 24, 40, 57, 69, 56, 14, 17, 22, 29, 51, 87, 80, 62,
@@ -56,19 +64,29 @@ def quant_tables(quality: int, flatten: float = PSNR_TABLE_EXPONENT,
 
 
 def jpeg_encode(image: np.ndarray, quality: int, subsampling: str = "4:2:0",
-                tables: str | Sequence[Sequence[int]] = "standard") -> bytes:
-    """Encode RGB uint8 as baseline JPEG with optimised Huffman tables: the ``tables`` family at
-    ``quality``, or explicit [luma, chroma] tables (natural order; ``quality`` is then unused)."""
+                tables: str | Sequence[Sequence[int]] = "standard", scan: str = "baseline") -> bytes:
+    """Encode RGB uint8 as JPEG with optimised Huffman tables: the ``tables`` family at
+    ``quality``, or explicit [luma, chroma] tables (natural order; ``quality`` is then unused),
+    in the ``scan`` mode of :data:`SCANS`."""
     if isinstance(tables, str):
         if tables not in TABLES:
             raise ValueError(f"unknown quantisation tables {tables!r}; valid: {', '.join(TABLES)}")
         kwargs = {"quality": int(quality)} if tables == "standard" else {"qtables": quant_tables(quality)}
     else:
         kwargs = {"qtables": [list(t) for t in tables]}
-    buf = io.BytesIO()
-    Image.fromarray(image, "RGB").save(
-        buf, format="JPEG", subsampling=SUBSAMPLING[subsampling], optimize=True, **kwargs)
-    return buf.getvalue()
+    if scan not in SCANS:
+        raise ValueError(f"unknown scan mode {scan!r}; valid: {', '.join(SCANS)}")
+    picture = Image.fromarray(image, "RGB")
+
+    def coded(progressive: bool) -> bytes:
+        buf = io.BytesIO()
+        picture.save(buf, format="JPEG", subsampling=SUBSAMPLING[subsampling], optimize=True,
+                     progressive=progressive, **kwargs)
+        return buf.getvalue()
+
+    if scan == "smallest":
+        return min(coded(False), coded(True), key=len)
+    return coded(scan == "progressive")
 
 
 def jpeg_decode(data: bytes, width: int, height: int) -> np.ndarray:
@@ -89,7 +107,7 @@ def jpeg_decode(data: bytes, width: int, height: int) -> np.ndarray:
 
 
 class JpegCodec(Codec):
-    """Baseline JPEG, quality 1-100, 4:2:0 or 4:4:4 chroma."""
+    """JPEG, quality 1-100, 4:2:0 or 4:4:4 chroma; baseline by default (the reference)."""
 
     name = "jpeg"
     codec_id = 1
@@ -102,6 +120,9 @@ class JpegCodec(Codec):
         ParamSpec("tables", "choice", "standard",
                   "quantisation tables: standard (Annex K, libjpeg's default) or psnr (flatter, "
                   "finer chroma: fewer bits for the same PSNR)", choices=TABLES),
+        ParamSpec("scan", "choice", "baseline",
+                  "baseline (one sequential scan), progressive, or smallest (codes both, keeps the "
+                  "shorter); the picture is the same", choices=SCANS),
     )
 
     def required_sections(self, params):
@@ -110,7 +131,8 @@ class JpegCodec(Codec):
     def _encode(self, image: np.ndarray, params: dict[str, Any]) -> CodecResult:
         h, w = image.shape[:2]
         t0 = time.perf_counter()
-        payload = jpeg_encode(image, params["quality"], params["subsampling"], params["tables"])
+        payload = jpeg_encode(image, params["quality"], params["subsampling"], params["tables"],
+                              params["scan"])
         bitstream = self._container(w, h, params, {"jpeg": payload})
         t1 = time.perf_counter()
         decoded = jpeg_decode(payload, w, h)

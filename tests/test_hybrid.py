@@ -559,6 +559,22 @@ def test_latent_refinement_is_encoder_only_deterministic_and_exact(wide_codec, p
     assert np.array_equal(wide_codec.decode(container.pack(stripped)).image, refined.image)
 
 
+def test_base_scan_keeps_the_shorter_base_and_old_files_read_as_baseline(codec, photo):
+    img = photo[:48, :64]
+    res = {s: codec.encode(img, base_quality=70, rate=0.3, base_scan=s) for s in ("baseline", "progressive", "smallest")}
+    assert codec.resolve_params({})["base_scan"] == "smallest"
+    assert res["smallest"].sections["jpeg"] == min(res["baseline"].sections["jpeg"],
+                                                   res["progressive"].sections["jpeg"], key=len)
+    assert res["baseline"].sections["jpeg"] != res["progressive"].sections["jpeg"]
+    # the same base picture, so the same residual and reconstruction
+    assert all(np.array_equal(r.image, res["baseline"].image) for r in res.values())
+    assert all(r.sections["anchor"] == res["baseline"].sections["anchor"] for r in res.values())
+    c = container.unpack(res["baseline"].bitstream)
+    old = container.pack(dataclasses.replace(c, params={k: v for k, v in c.params.items() if k != "base_scan"}))
+    back = codec.decode(old)
+    assert back.params["base_scan"] == "baseline" and np.array_equal(back.image, res["baseline"].image)
+
+
 def test_base_tables_choose_the_jpeg_base_and_old_files_read_as_standard(codec, photo):
     import io
 

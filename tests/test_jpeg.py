@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
+from PIL import Image
 
 from codec import create, decode_bitstream, metrics
 from codec.base import ParamSpec
 from codec.errors import ParameterError
+from codec.jpeg import SCANS, JpegCodec, jpeg_decode, jpeg_encode
 
 
 @pytest.mark.parametrize("shape", [(1, 1), (7, 13), (65, 33), (96, 128)])
@@ -69,10 +73,6 @@ def test_param_spec_coercion():
 
 @pytest.mark.parametrize("quality", [1, 5, 30, 50, 80, 100])
 def test_psnr_tables_are_flatter_with_finer_chroma_and_travel_in_the_file(photo, quality):
-    import io
-
-    from PIL import Image
-
     from codec.jpeg import quant_tables
 
     luma, chroma = quant_tables(quality)
@@ -97,3 +97,26 @@ def test_psnr_tables_spend_fewer_bits_for_the_same_psnr(photo):
         res = [codec.encode(photo, quality=q, tables=tables) for q in (20, 35, 50, 65, 80)]
         curves[tables] = ([r.bpp for r in res], [metrics.psnr(photo, r.image) for r in res])
     assert metrics.bd_rate(curves["standard"], curves["psnr"]) < -3.0
+
+
+def _is_progressive(data: bytes) -> bool:
+    with Image.open(io.BytesIO(data)) as im:
+        return bool(im.info.get("progressive") or im.info.get("progression"))
+
+
+@pytest.mark.parametrize("quality", [8, 85])
+def test_scan_modes_code_the_same_picture_and_smallest_keeps_the_shorter(photo, quality):
+    img = photo[:96, :128]
+    coded = {s: jpeg_encode(img, quality, "4:2:0", "psnr", s) for s in SCANS}
+    assert not _is_progressive(coded["baseline"]) and _is_progressive(coded["progressive"])
+    assert coded["baseline"] != coded["progressive"]
+    assert coded["smallest"] == min(coded["baseline"], coded["progressive"], key=len)
+    h, w = img.shape[:2]
+    pictures = [jpeg_decode(c, w, h) for c in coded.values()]
+    assert all(np.array_equal(p, pictures[0]) for p in pictures)
+    codec = JpegCodec()
+    res = codec.encode(img, quality=quality, scan="smallest")
+    assert np.array_equal(codec.decode(res.bitstream).image, res.image)
+    assert codec.encode(img, quality=quality).sections["jpeg"] == jpeg_encode(img, quality)  # baseline by default
+    with pytest.raises(ValueError, match="scan"):
+        jpeg_encode(img, quality, scan="interlaced")

@@ -33,7 +33,7 @@ import numpy as np
 from ..base import CodecResult, ParamSpec
 from ..container import Container
 from ..errors import BitstreamError
-from ..jpeg import TABLES, jpeg_decode, jpeg_encode
+from ..jpeg import SCANS, TABLES, jpeg_decode, jpeg_encode
 from ..learned import POSTFILTER_PARAM, LearnedCodec, image_to_tensor, pad_to_multiple, tensor_to_image
 from ..latent_search import OPTIMIZE_PARAM
 from .config import Config
@@ -114,6 +114,10 @@ class HybridCodec(LearnedCodec):
                   "quantisation tables of the JPEG base: psnr (flatter, finer chroma) or standard "
                   "(Annex K); any JPEG decoder reads either", choices=TABLES,
                   unrecorded="standard"),  # the only tables before the choice existed
+        ParamSpec("base_scan", "choice", "smallest",
+                  "scan mode of the JPEG base: baseline, progressive, or smallest (codes both, "
+                  "keeps the shorter; the base picture is the same)", choices=SCANS,
+                  unrecorded="baseline"),
         POSTFILTER_PARAM,
         OPTIMIZE_PARAM,
     )
@@ -128,7 +132,8 @@ class HybridCodec(LearnedCodec):
     def _inputs(self, image: np.ndarray, params: dict[str, Any]):
         """The JPEG base layer, its decode, and image and base as padded model tensors."""
         h, w = image.shape[:2]
-        jpeg = jpeg_encode(image, params["base_quality"], params["subsampling"], params["base_tables"])
+        jpeg = jpeg_encode(image, params["base_quality"], params["subsampling"], params["base_tables"],
+                           params["base_scan"])
         base = np.array(jpeg_decode(jpeg, w, h))  # writable: torch.from_numpy warns otherwise
         x = pad_to_multiple(image_to_tensor(image, self.device), self.model.stride)
         b = pad_to_multiple(image_to_tensor(base, self.device), self.model.stride)
