@@ -818,10 +818,13 @@ def test_learning_curve_measures_each_log_against_jpeg_on_its_own_pictures(tmp_p
                    '20,mean,0.5,"{""postfilter"": ""off"", ""rate"": 0.5}",0.5,30.0,1.0,0\n'
                    '20,mean,0.5,"{""postfilter"": ""on"", ""rate"": 0.5}",0.5,30.0,1.0,0\n'
                    '30,mean,0.5,"{""optimize"": 0, ""postfilter"": ""off"", ""rate"": 0.5}",0.5,30.0,1.0,0\n'
-                   '30,mean,0.5,"{""optimize"": 10, ""postfilter"": ""off"", ""rate"": 0.5}",0.5,30.0,1.0,0\n')
-    # ... and so does one that names the latent refinement left at none
+                   '30,mean,0.5,"{""optimize"": 10, ""postfilter"": ""off"", ""rate"": 0.5}",0.5,30.0,1.0,0\n'
+                   '40,mean,0.5,"{""base_scan"": ""baseline"", ""postfilter"": ""off"", ""rate"": 0.5}",0.5,30.0,1.0,0\n')
+    # ... and so does one that names the latent refinement left at none, or the hybrid's base
+    # coded in one baseline scan
     assert [p.params for p in read_val_csv(off)] == ['{"rate": 0.5}', '{"postfilter": "on", "rate": 0.5}',
-                                                     '{"rate": 0.5}', '{"optimize": 10, "rate": 0.5}']
+                                                     '{"rate": 0.5}', '{"optimize": 10, "rate": 0.5}',
+                                                     '{"rate": 0.5}']
     whole = (np.array([0.25, 1.0]), np.array([27.0, 31.0]))
     crops = (np.array([0.25, 1.0]), np.array([25.0, 29.0]))
     runs = {"a": read_val_csv(log), "b": [ValPoint(5, '{"rate": 0.5}', 0.5, 30.0, 256)]}

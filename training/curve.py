@@ -59,9 +59,11 @@ def read_val_csv(path: str | Path) -> list[ValPoint]:
 
 
 # Parameters added to the codecs after validation logs were first written, with the value at
-# which a point codes as it did before they existed: validation sets the post-filter off, and
-# the wavelet encoder's latent refinement defaults to none.
-_ADDED_PARAMS = {POSTFILTER_PARAM.name: "off", OPTIMIZE_PARAM.name: OPTIMIZE_PARAM.default}
+# which a point codes as it did before they existed: validation sets the post-filter off, the
+# encoders' latent refinement defaults to none, and hybrid validation codes its JPEG base in
+# one baseline scan, as its training bases are.
+_ADDED_PARAMS = {POSTFILTER_PARAM.name: "off", OPTIMIZE_PARAM.name: OPTIMIZE_PARAM.default,
+                 "base_scan": "baseline"}
 
 
 def _without_added_params(params: str) -> str:

@@ -256,7 +256,10 @@ class Trainer:
         """The JPEG base the run trains on, as codec parameters: validation codes with it too."""
         if not self._uses_base:
             return {}
-        return {"subsampling": self.cfg.base_subsampling, "base_tables": self.cfg.base_tables}
+        # Training bases are coded in one baseline scan (the picture is the same in any scan, only
+        # the base's bytes differ); validating with it keeps the logs comparable across sessions.
+        return {"subsampling": self.cfg.base_subsampling, "base_tables": self.cfg.base_tables,
+                "base_scan": "baseline"}
 
     @property
     def model(self) -> nn.Module:
