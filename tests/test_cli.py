@@ -134,7 +134,7 @@ def test_eval_holds_spec_parameters_fixed(tmp_path, photo):
     # holding the rate knob measures that one point once
     assert main(["eval", str(folder), "--codecs", "jpeg:quality=40", "--out", str(out), "--no-ms-ssim"]) == 0
     assert json.loads((out / "jpeg_quality-40.json").read_text())["params"] == [
-        {"quality": 40, "subsampling": "4:2:0", "tables": "standard"}]
+        {"quality": 40, "subsampling": "4:2:0", "tables": "standard", "scan": "baseline"}]
 
 
 def test_eval_spec_sweeps_the_hull_of_its_held_settings():

@@ -178,7 +178,8 @@ def test_slider_change_updates_metrics_like_the_codec(make_window, qtbot, photo)
     card = win.cards["jpeg"]
     card.control("quality").slider.setValue(40)
     card.control("subsampling").combo.setCurrentText("4:4:4")
-    qtbot.waitUntil(lambda: win.outcomes["jpeg"].params == {"quality": 40, "subsampling": "4:4:4", "tables": "standard"},
+    qtbot.waitUntil(lambda: win.outcomes["jpeg"].params == {"quality": 40, "subsampling": "4:4:4", "tables": "standard",
+                                                                  "scan": "baseline"},
                     timeout=TIMEOUT_MS)
     direct = jpeg(photo, quality=40, subsampling="4:4:4")
     out = win.outcomes["jpeg"]
@@ -531,7 +532,8 @@ def test_settings_persist_between_runs(make_window, qtbot, photo, tmp_path):
     win.close()
     again = make_window(image=photo, settings_=Settings.at(str(tmp_path / "persist.ini")))
     settle(qtbot, again)
-    assert again.cards["jpeg"].params() == {"quality": 33, "subsampling": "4:4:4", "tables": "standard"}
+    assert again.cards["jpeg"].params() == {"quality": 33, "subsampling": "4:4:4", "tables": "standard",
+                                            "scan": "baseline"}
     assert again.outcomes["jpeg"].params["quality"] == 33
     assert again.current_view() == "error" and again.error_view.gain == 16
 
