@@ -20,8 +20,10 @@ from typing import Sequence
 import numpy as np
 
 from codec.errors import ParameterError
+from codec.latent_search import OPTIMIZE_PARAM
 from codec.learned import POSTFILTER_PARAM
-from codec.wavelet.codec import OPTIMIZE_PARAM
+
+from .data import BASE_SCAN
 
 __all__ = ["ValPoint", "read_val_csv", "jpeg_reference", "gain_over", "plot_learning_curve",
            "Comparison", "compare_validations", "point_label"]
@@ -61,9 +63,9 @@ def read_val_csv(path: str | Path) -> list[ValPoint]:
 # Parameters added to the codecs after validation logs were first written, with the value at
 # which a point codes as it did before they existed: validation sets the post-filter off, the
 # encoders' latent refinement defaults to none, and hybrid validation codes its JPEG base in
-# one baseline scan, as its training bases are.
+# the training bases' scan, the only one before the choice existed.
 _ADDED_PARAMS = {POSTFILTER_PARAM.name: "off", OPTIMIZE_PARAM.name: OPTIMIZE_PARAM.default,
-                 "base_scan": "baseline"}
+                 "base_scan": BASE_SCAN}
 
 
 def _without_added_params(params: str) -> str:

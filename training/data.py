@@ -22,9 +22,14 @@ from codec.evaluate import list_images
 from codec.image import open_image
 from codec.jpeg import jpeg_decode, jpeg_encode
 
-__all__ = ["Batch", "find_images", "load_images", "check_crop", "CropSampler"]
+__all__ = ["Batch", "find_images", "load_images", "check_crop", "CropSampler", "BASE_SCAN"]
 
 log = logging.getLogger(__name__)
+
+# Scan mode of the training bases. Every scan decodes to the same picture; only the base's bytes,
+# a constant of the loss, differ. Validation codes its bases the same way, so that its logs stay
+# comparable with those written before the scan could be chosen.
+BASE_SCAN = "baseline"
 
 
 class Batch(NamedTuple):
@@ -124,7 +129,8 @@ class CropSampler:
         bases = np.empty_like(crops)
         bits = np.empty(batch, dtype=np.float64)
         for k in range(batch):
-            data = jpeg_encode(crops[k], int(qualities[k]), self.base_subsampling, self.base_tables)
+            data = jpeg_encode(crops[k], int(qualities[k]), self.base_subsampling, self.base_tables,
+                               BASE_SCAN)
             bases[k] = jpeg_decode(data, c, c)
             bits[k] = 8.0 * len(data)
         return Batch(crops, bases, bits, qualities)

@@ -44,7 +44,7 @@ from codec.evaluate import write_curve
 from .average import WeightAverage
 from .checkpoint import CHECKPOINT_FORMAT, capture_rng, load_checkpoint, restore_rng, save_atomic
 from .config import RunConfig, apply_overrides, config_from_dict
-from .data import CropSampler, check_crop, find_images, load_images
+from .data import BASE_SCAN, CropSampler, check_crop, find_images, load_images
 from .dist import Dist
 from .logs import RunLog
 from .losses import RateDistortionLoss
@@ -256,10 +256,8 @@ class Trainer:
         """The JPEG base the run trains on, as codec parameters: validation codes with it too."""
         if not self._uses_base:
             return {}
-        # Training bases are coded in one baseline scan (the picture is the same in any scan, only
-        # the base's bytes differ); validating with it keeps the logs comparable across sessions.
         return {"subsampling": self.cfg.base_subsampling, "base_tables": self.cfg.base_tables,
-                "base_scan": "baseline"}
+                "base_scan": BASE_SCAN}
 
     @property
     def model(self) -> nn.Module:
