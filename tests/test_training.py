@@ -25,7 +25,7 @@ from codec.jpeg import jpeg_decode, jpeg_encode
 from codec.registry import decode_bitstream
 from training import cli
 from training.checkpoint import load_checkpoint
-from training.config import RunConfig, apply_overrides, parse_overrides
+from training.config import MODES, RunConfig, apply_overrides, parse_overrides
 from training.data import CropSampler, check_crop, find_images, load_images
 from training.export import export_checkpoint, retire_weights, validate_manifest
 from training.losses import RateDistortionLoss, ms_ssim_per_sample
@@ -72,13 +72,10 @@ def weights_dir(tmp_path, monkeypatch):
 
 def _cfg(folders, out, mode="hybrid", **kw) -> RunConfig:
     base = dict(mode=mode, data=str(folders / "train"), out=str(out),
-                model_config=_tiny(RunConfigCodec[mode]), crop=64, batch=2, steps=4, lr=1e-3,
+                model_config=_tiny(MODES[mode]), crop=64, batch=2, steps=4, lr=1e-3,
                 warmup_steps=0, lr_decay_at=(), log_every=1, val_every=0, checkpoint_every_minutes=60)
     base.update(kw)
     return RunConfig(**base)
-
-
-RunConfigCodec = {"hybrid": "hybrid", "refine": "hybrid", "wavelet": "wavelet"}
 
 
 @pytest.fixture(scope="module")
@@ -270,6 +267,21 @@ def test_refine_trains_only_the_post_filter_with_the_rest_in_eval_mode(folders, 
     assert [h["mode"] for h in trainer.history] == ["hybrid"] and trainer.history[0]["steps"] == 3
     entry = export_checkpoint(tmp_path / "last.ckpt", "refined", check=False)
     assert entry["training"]["mode"] == "refine" and entry["training"]["total_steps"] == 6
+
+
+def test_joint_trains_the_residual_codec_and_the_filter_together(folders, tmp_path, hybrid_ckpt):
+    modes = []
+    trainer = Trainer(_cfg(folders, tmp_path, mode="joint", init=str(hybrid_ckpt), steps=2),
+                      on_step=lambda t: modes.append((t.raw.g_a.training, t.raw.refine.training)))
+    start = load_checkpoint(hybrid_ckpt)["model"]
+    trainer.run()
+    end = trainer.raw.state_dict()
+    changed = {k.split(".")[0] for k in start if not torch.equal(start[k], end[k])}
+    # the filter learns only through x_refined, the loss's picture
+    assert {"refine", "g_a", "g_s"} <= changed, sorted(changed)
+    assert modes == [(True, True)] * 2
+    with pytest.raises(ParameterError, match="needs --init"):
+        _cfg(folders, tmp_path / "x", mode="joint").validate()
 
 
 def test_refine_from_carries_a_filter_over_to_another_main_model(folders, tmp_path, hybrid_ckpt):

@@ -135,6 +135,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     sub = p.add_subparsers(dest="command", required=True)
     helps = {"hybrid": "train the hybrid codec's residual model",
              "refine": "train the hybrid's MultiScaleRefine with the rest frozen (eval mode)",
+             "joint": "train the hybrid's residual codec and MultiScaleRefine together, on the filtered picture",
              "wavelet": "train the wavelet codec"}
     for mode in MODES:
         _add_run_options(sub.add_parser(mode, help=helps[mode]), mode)

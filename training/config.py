@@ -27,7 +27,7 @@ __all__ = [
 ]
 
 # lic-train sub-command -> registry codec it trains.
-MODES = {"hybrid": "hybrid", "refine": "hybrid", "wavelet": "wavelet"}
+MODES = {"hybrid": "hybrid", "refine": "hybrid", "joint": "hybrid", "wavelet": "wavelet"}
 
 # The default λ schedule of the hybrid design: each phase fine-tunes the previous one.
 HYBRID_SCHEDULE = (0.045, 0.032, 0.016, 0.008, 0.004, 0.002)
@@ -39,7 +39,8 @@ class RunConfig:
 
     Attributes:
         mode: ``hybrid`` (residual codec), ``refine`` (post-filter only, main model frozen in
-            eval mode) or ``wavelet``.
+            eval mode), ``joint`` (the hybrid's residual codec and post-filter together, on the
+            filtered picture) or ``wavelet``.
         data, val: training folder (recursive) and validation folder (real entropy coding).
         model_config: ``--config key=value`` overrides of the model's Config (strings, parsed
             against the Config's field types when the model is built).
@@ -221,8 +222,8 @@ class RunConfig:
                 "(nothing is downloaded)")
         if self.freeze_except and not self.pretrain and not self.init:
             raise ParameterError("--freeze-except only makes sense with --pretrain CKPT or --init WEIGHTS")
-        if self.mode == "refine" and not (self.init or self.pretrain):
-            raise ParameterError("lic-train refine needs --init (or --pretrain) a hybrid checkpoint or "
+        if self.mode in ("refine", "joint") and not (self.init or self.pretrain):
+            raise ParameterError(f"lic-train {self.mode} needs --init (or --pretrain) a hybrid checkpoint or "
                                  "weights to refine")
         if self.refine_from and not (self.mode == "refine" and (self.init or self.pretrain)):
             raise ParameterError("--refine-from only makes sense in lic-train refine with --init or --pretrain")

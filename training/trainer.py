@@ -12,7 +12,11 @@ What each mode trains:
   ``λ·255²·MSE + bpp`` of ``x_hat``;
 * ``refine``: only ``model.refine``, with the rest of the model frozen **in eval mode** so the
   filter learns on exactly the rounded latents that decoding produces, on the MSE of
-  ``x_refined``.
+  ``x_refined``;
+* ``joint``: the hybrid's every parameter, refinement filter included, on
+  ``λ·255²·MSE + bpp`` of ``x_refined``: the residual codec learns for the filter that follows
+  it rather than for a picture nobody sees (the separate stages leave the filter little to do,
+  as the synthesis, which sees the JPEG base, already deblocks).
 
 Rate: continuous training draws the knob ``t ~ U[rate_range]`` per sample and weights each sample
 by ``λ(t) = model.lambda_for_rate(t)``; a λ schedule trains phase k at the fixed knob
@@ -168,6 +172,10 @@ class Trainer:
                 raise ParameterError(f"the {cfg.codec} model has no `refine` sub-module to train")
             self.main_names = is_refine
             self.aux_names = []
+        elif cfg.mode == "joint":
+            if not is_refine:
+                raise ParameterError(f"the {cfg.codec} model has no `refine` sub-module to train")
+            self.main_names = [n for n in names if n not in self.aux_names]
         else:
             self.main_names = [n for n in names if n not in self.aux_names and n not in is_refine]
         self.freeze_names = None
@@ -327,17 +335,17 @@ class Trainer:
             rate = torch.full((cfg.batch,), fixed[0], device=dev)
         lam = self.raw.lambda_for_rate(rate).to(dev)
         self._train_modes()
-        refine = cfg.mode == "refine"
+        filtered = cfg.mode in ("refine", "joint")
         if cfg.mode == "hybrid":
             kwargs["refine"] = False
         out = self.model(x, rate, **kwargs)
-        x_hat = out["x_refined"] if refine else out["x_hat"]
+        x_hat = out["x_refined"] if filtered else out["x_hat"]
         likelihoods = out["likelihoods"]
         new_weight = cfg.new_channel_rate_weight(self.step)
         if self.new_channels is not None and new_weight < 1:
             likelihoods = self.raw.scale_channel_rates(likelihoods, self.new_channels, new_weight)
         terms = self.loss_fn(x_hat, x, likelihoods, lam, base_bits,
-                            rate_weight=None if refine else cfg.rate_weight(self.step))
+                            rate_weight=None if cfg.mode == "refine" else cfg.rate_weight(self.step))
         self.optimizer.zero_grad(set_to_none=True)
         terms.loss.backward()
         trainable = [p for g in self.optimizer.param_groups for p in g["params"] if p.grad is not None]
