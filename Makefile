@@ -15,13 +15,13 @@ STAMP := $(VENV)/.installed
 # checkpoint rather than from named weights.
 KODAK ?= ../shared/data/kodak
 ANCHORS ?= ../shared/anchors/kodak
-# JPEG also with the psnr tables of the hybrid's base (its own base codec). Each learned codec
-# also without its post-filter, and the hybrid without its refinement filter
-# and without both, so that each stage's gain is measured in the same run; the wavelet codec
-# also with its encoder's 10-step latent refinement, and its sweep's parts from knob -0.25 and
-# from 0 to 1 (taken from the full sweep, not coded again), to show what each extension of the
-# sweep below 0 adds.
-CODECS ?= jpeg,jpeg:tables=psnr,hybrid,hybrid:refine=off,hybrid:postfilter=off,hybrid:refine=off:postfilter=off,wavelet,wavelet:rate=-0.25..1,wavelet:rate=0..1,wavelet:postfilter=off,wavelet:optimize=10
+# JPEG also with the psnr tables of the hybrid's base, and with those tables in the smallest
+# scan (the hybrid's base codec itself). Each learned codec also without its post-filter, and
+# the hybrid without its refinement filter and without both, so that each stage's gain is
+# measured in the same run; both learned codecs also with their encoder's 10-step latent
+# refinement; the wavelet codec's sweep's parts from knob -0.25 and from 0 to 1 (taken from the
+# full sweep, not coded again), to show what each extension of the sweep below 0 adds.
+CODECS ?= jpeg,jpeg:tables=psnr,jpeg:tables=psnr:scan=smallest,hybrid,hybrid:optimize=10,hybrid:refine=off,hybrid:postfilter=off,hybrid:refine=off:postfilter=off,wavelet,wavelet:rate=-0.25..1,wavelet:rate=0..1,wavelet:postfilter=off,wavelet:optimize=10
 JOBS ?= 2
 LEARNING := results/learning
 CURVES ?= $(LEARNING)/wavelet-cpu-s1-val.csv=wavelet $(LEARNING)/wavelet-cpu-s2-val.csv=wavelet+wavelet-cpu-s1 \
