@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import time
 from typing import Any, Sequence
@@ -13,7 +14,7 @@ from .base import Codec, CodecResult, ParamSpec
 from .container import Container
 from .errors import BitstreamError
 
-__all__ = ["JpegCodec", "jpeg_encode", "jpeg_decode", "quant_tables", "SUBSAMPLING", "TABLES", "SCANS"]
+__all__ = ["JpegCodec", "jpeg_encode", "jpeg_decode", "abbreviate", "complete", "quant_tables", "SUBSAMPLING", "TABLES", "SCANS"]
 
 # Pillow's ``subsampling`` argument for each user-facing name.
 SUBSAMPLING = {"4:4:4": 0, "4:2:2": 1, "4:2:0": 2}
@@ -87,6 +88,57 @@ def jpeg_encode(image: np.ndarray, quality: int, subsampling: str = "4:2:0",
     if scan == "smallest":
         return min(coded(False), coded(True), key=len)
     return coded(scan == "progressive")
+
+
+# JFIF markers: start of image, start of scan, define quantisation tables; APP0-APP15 and COM
+# carry nothing a decoder needs (three components are YCbCr without a JFIF marker too).
+_SOI, _SOS, _DQT = 0xD8, 0xDA, 0xDB
+_DROPPABLE = frozenset(range(0xE0, 0xF0)) | {0xFE}
+
+
+def _segments(data: bytes) -> list[tuple[int, int, int]] | None:
+    """(marker, start, end) of each marker segment between SOI and the first SOS (the SOS
+    segment's header included), or None where ``data`` is not such a stream."""
+    if data[:2] != b"\xff\xd8":
+        return None
+    out, i = [], 2
+    while i + 4 <= len(data) and data[i] == 0xFF:
+        marker, length = data[i + 1], int.from_bytes(data[i + 2:i + 4], "big")
+        if length < 2 or i + 2 + length > len(data):
+            return None
+        out.append((marker, i, i + 2 + length))
+        if marker == _SOS:
+            return out
+        i += 2 + length
+    return None
+
+
+def abbreviate(data: bytes) -> bytes:
+    """``data`` without its application and comment segments and its quantisation tables: the
+    hybrid's base layer, whose tables follow from its header's quality and table family
+    (:func:`complete`), as an abbreviated JPEG stream (ITU-T T.81 B.4) carries them elsewhere."""
+    segs = _segments(data)
+    if segs is None:
+        raise ValueError("not a JPEG stream")
+    kept = [data[a:b] for m, a, b in segs if m != _DQT and m not in _DROPPABLE]
+    return b"\xff\xd8" + b"".join(kept) + data[segs[-1][2]:]
+
+
+@functools.lru_cache(maxsize=256)
+def _table_segments(quality: int, tables: str) -> bytes:
+    """The DQT segments :func:`jpeg_encode` writes at ``quality`` with ``tables``."""
+    full = jpeg_encode(np.zeros((8, 8, 3), np.uint8), quality, tables=tables)
+    return b"".join(full[a:b] for m, a, b in _segments(full) if m == _DQT)
+
+
+def complete(data: bytes, quality: int, tables: str) -> bytes:
+    """A decodable JPEG stream from the hybrid's base-layer section: the quantisation tables of
+    ``quality`` and ``tables`` inserted where :func:`abbreviate` removed them; a stream that has
+    its tables (files written before the base was abbreviated) unchanged."""
+    segs = _segments(data)
+    if segs is None or any(m == _DQT for m, _, _ in segs):
+        return data  # jpeg_decode names what is wrong with a stream that is not one
+    return data[:2] + _table_segments(int(quality), tables) + data[2:]
 
 
 def jpeg_decode(data: bytes, width: int, height: int) -> np.ndarray:

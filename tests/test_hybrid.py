@@ -580,11 +580,11 @@ def test_base_tables_choose_the_jpeg_base_and_old_files_read_as_standard(codec, 
 
     from PIL import Image
 
-    from codec.jpeg import quant_tables
+    from codec.jpeg import complete, quant_tables
 
     img = photo[:40, :56]
     res = {t: codec.encode(img, base_quality=40, rate=0.3, base_tables=t) for t in ("psnr", "standard")}
-    with Image.open(io.BytesIO(res["psnr"].sections["jpeg"])) as im:
+    with Image.open(io.BytesIO(complete(res["psnr"].sections["jpeg"], 40, "psnr"))) as im:
         assert list(im.quantization[0]) == quant_tables(40)[0]
     assert res["psnr"].sections["jpeg"] != res["standard"].sections["jpeg"]
     assert codec.resolve_params({})["base_tables"] == "psnr"
@@ -596,3 +596,20 @@ def test_base_tables_choose_the_jpeg_base_and_old_files_read_as_standard(codec, 
     old = container.pack(dataclasses.replace(c, params={k: v for k, v in c.params.items() if k != "base_tables"}))
     back = codec.decode(old)
     assert back.params["base_tables"] == "standard" and np.array_equal(back.image, res["standard"].image)
+
+
+def test_the_base_is_abbreviated_and_old_files_with_a_whole_jpeg_still_decode(codec, photo):
+    from codec.jpeg import jpeg_decode, jpeg_encode
+
+    img = photo[:48, :64]
+    enc = codec.encode(img, base_quality=30, rate=0.3, base_scan="baseline")
+    whole = jpeg_encode(img, 30, "4:2:0", "psnr", "baseline")
+    section = enc.sections["jpeg"]
+    # no JFIF marker and no quantisation tables: they follow from base_quality and base_tables
+    assert b"JFIF" in whole and b"JFIF" not in section and b"\xff\xdb" not in section
+    assert len(whole) - len(section) >= 150
+    assert np.array_equal(enc.intermediates["jpeg_base"], jpeg_decode(whole, 64, 48))
+    assert np.array_equal(codec.decode(enc.bitstream).image, enc.image)
+    c = container.unpack(enc.bitstream)
+    old = container.pack(dataclasses.replace(c, sections={**c.sections, "jpeg": whole}))
+    assert np.array_equal(codec.decode(old).image, enc.image)

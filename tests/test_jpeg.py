@@ -11,7 +11,8 @@ from PIL import Image
 from codec import create, decode_bitstream, metrics
 from codec.base import ParamSpec
 from codec.errors import ParameterError
-from codec.jpeg import SCANS, JpegCodec, jpeg_decode, jpeg_encode
+from codec.errors import BitstreamError
+from codec.jpeg import SCANS, JpegCodec, abbreviate, complete, jpeg_decode, jpeg_encode
 
 
 @pytest.mark.parametrize("shape", [(1, 1), (7, 13), (65, 33), (96, 128)])
@@ -120,3 +121,26 @@ def test_scan_modes_code_the_same_picture_and_smallest_keeps_the_shorter(photo, 
     assert codec.encode(img, quality=quality).sections["jpeg"] == jpeg_encode(img, quality)  # baseline by default
     with pytest.raises(ValueError, match="scan"):
         jpeg_encode(img, quality, scan="interlaced")
+
+
+@pytest.mark.parametrize("tables", ["standard", "psnr"])
+@pytest.mark.parametrize("scan", ["baseline", "progressive"])
+def test_an_abbreviated_stream_completes_to_the_same_picture(photo, tables, scan):
+    img = photo[:40, :56]
+    whole = jpeg_encode(img, 35, "4:2:0", tables, scan)
+    short = abbreviate(whole)
+    assert len(whole) - len(short) == 156  # JFIF APP0 (18) and two tables (2 × 69)
+    assert np.array_equal(jpeg_decode(complete(short, 35, tables), 56, 40), jpeg_decode(whole, 56, 40))
+    assert complete(whole, 35, tables) == whole  # a stream with its tables stays as it is
+    # other tables make another picture: the header's quality is what the decoder relies on
+    assert not np.array_equal(jpeg_decode(complete(short, 80, tables), 56, 40), jpeg_decode(whole, 56, 40))
+
+
+def test_completing_garbage_leaves_it_for_the_decoder_to_refuse(photo):
+    short = abbreviate(jpeg_encode(photo[:16, :16], 50))
+    for bad in (b"", b"\xff\xd8", b"GIF89a" + short, short[:len(short) // 2], short[:5] + b"\x00" + short[6:]):
+        completed = complete(bad, 50, "standard")
+        with pytest.raises(BitstreamError):
+            jpeg_decode(completed, 16, 16)
+    with pytest.raises(ValueError, match="not a JPEG"):
+        abbreviate(b"\x89PNG")

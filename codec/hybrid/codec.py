@@ -33,7 +33,7 @@ import numpy as np
 from ..base import CodecResult, ParamSpec
 from ..container import Container
 from ..errors import BitstreamError
-from ..jpeg import SCANS, TABLES, jpeg_decode, jpeg_encode
+from ..jpeg import SCANS, TABLES, abbreviate, complete, jpeg_decode, jpeg_encode
 from ..learned import POSTFILTER_PARAM, LearnedCodec, image_to_tensor, pad_to_multiple, tensor_to_image
 from ..latent_search import OPTIMIZE_PARAM
 from .config import Config
@@ -89,6 +89,11 @@ def _chosen_refine(refine: str, refined: np.ndarray, base_plus: np.ndarray,
     return "on" if _squared_error(refined, original) < _squared_error(base_plus, original) else "off"
 
 
+# The scan that codes the base fastest; every scan decodes to the same picture, so what needs
+# the base's picture alone (the ceiling, the channels' bits) codes it in this one.
+PICTURE_SCAN = "baseline"
+
+
 class HybridCodec(LearnedCodec):
     """HyRES: JPEG base at ``base_quality``, neural residual at continuous ``rate``, optional refinement."""
 
@@ -130,14 +135,22 @@ class HybridCodec(LearnedCodec):
 
     # -- coding -------------------------------------------------------------------------------
     def _inputs(self, image: np.ndarray, params: dict[str, Any]):
-        """The JPEG base layer, its decode, and image and base as padded model tensors."""
+        """The JPEG base layer (abbreviated: its tables follow from the header), its decode,
+        and image and base as padded model tensors."""
         h, w = image.shape[:2]
-        jpeg = jpeg_encode(image, params["base_quality"], params["subsampling"], params["base_tables"],
-                           params["base_scan"])
-        base = np.array(jpeg_decode(jpeg, w, h))  # writable: torch.from_numpy warns otherwise
+        jpeg = abbreviate(jpeg_encode(image, params["base_quality"], params["subsampling"],
+                                      params["base_tables"], params["base_scan"]))
+        base = self._base(jpeg, params, w, h)
         x = pad_to_multiple(image_to_tensor(image, self.device), self.model.stride)
         b = pad_to_multiple(image_to_tensor(base, self.device), self.model.stride)
         return jpeg, base, x, b
+
+    @staticmethod
+    def _base(section: bytes, params: dict[str, Any], width: int, height: int) -> np.ndarray:
+        """The base layer's picture, decoded as the decoder decodes it (writable: torch.from_numpy
+        warns otherwise)."""
+        full = complete(section, params["base_quality"], params["base_tables"])
+        return np.array(jpeg_decode(full, width, height))
 
     def _encode(self, image: np.ndarray, params: dict[str, Any]) -> CodecResult:
         h, w = image.shape[:2]
@@ -167,7 +180,7 @@ class HybridCodec(LearnedCodec):
         """Base + residual with the latent left unquantized, refined as ``refine`` says (``auto``:
         where that is closer to ``image``): what no rate can exceed."""
         h, w = image.shape[:2]
-        _, _, x, b = self._inputs(image, params)
+        _, _, x, b = self._inputs(image, {**params, "base_scan": PICTURE_SCAN})
         out = self.model.unquantized(x, b, refine=params["refine"] != "off")
         base_plus = tensor_to_image(out["x_hat"][..., :h, :w])
         if params["refine"] == "off":
@@ -178,7 +191,7 @@ class HybridCodec(LearnedCodec):
     def _channel_bits(self, image: np.ndarray, params: dict[str, Any]):
         import torch
 
-        _, _, x, b = self._inputs(image, params)
+        _, _, x, b = self._inputs(image, {**params, "base_scan": PICTURE_SCAN})
         likelihoods = self.model(x, params["rate"], base=b, refine=False)["likelihoods"]["y"]
         return -torch.log2(likelihoods).sum(dim=(0, 2, 3))
 
@@ -187,7 +200,7 @@ class HybridCodec(LearnedCodec):
 
         t0 = time.perf_counter()
         w, h = c.width, c.height
-        base = np.array(jpeg_decode(c.sections["jpeg"], w, h))
+        base = self._base(c.sections["jpeg"], params, w, h)
         b = pad_to_multiple(image_to_tensor(base, self.device), self.model.stride)
         strings = {k: [_rans_string(k, c.sections[k], n)]
                    for k, n in self._symbol_counts(b.shape[-2], b.shape[-1]).items()}
