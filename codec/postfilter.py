@@ -208,7 +208,7 @@ def choose(original: np.ndarray, decoded: np.ndarray, coded_bytes: float,
         if after >= before:
             return None
         gain_db = 10 * math.log10(before / after) if after > 0 else math.inf
-        added = len(payload) + container.section_entry_bytes(SECTION)
+        added = len(payload) + container.section_entry_bytes(SECTION, len(payload))
         cost_db = DB_PER_DOUBLING * math.log2(1 + added / max(coded_bytes, 1))
         if gain_db <= cost_db:
             return None

@@ -32,7 +32,7 @@ def test_a_section_costs_its_table_entry_and_its_payload():
     c = sample()
     more = Container(c.codec_id, c.weights_id, c.width, c.height, c.params,
                      {**c.sections, "postfilter": b"12345"})
-    assert len(pack(more)) - len(pack(c)) == container.section_entry_bytes("postfilter") + 5
+    assert len(pack(more)) - len(pack(c)) == container.section_entry_bytes("postfilter", 5) + 5
 
 
 def test_real_jpeg_file_round_trip(photo):
@@ -158,3 +158,87 @@ def test_jpeg_decoder_rejects_bad_params_and_size_mismatch(photo):
     with pytest.raises(BitstreamError, match="container says"):
         decode_bitstream(pack(Container(1, 0, 9, 8, dict(good.params), good.sections)))
 
+
+
+def _pack_v1(c: Container) -> bytes:
+    """``c`` in format version 1 (names spelled out, 8-byte integers), as files were written
+    before version 2."""
+    def value(v):
+        if isinstance(v, bool):
+            return bytes([4, int(v)])
+        if isinstance(v, int):
+            return bytes([1]) + struct.pack("<q", v)
+        if isinstance(v, float):
+            return bytes([2]) + struct.pack("<d", v)
+        return bytes([3, len(v.encode())]) + v.encode()
+
+    head = bytearray(struct.pack("<4sBBIII", container.MAGIC, 1, c.codec_id, c.weights_id, c.width, c.height))
+    head.append(len(c.params))
+    for k, v in c.params.items():
+        head += bytes([len(k)]) + k.encode() + value(v)
+    head.append(len(c.sections))
+    for k, payload in c.sections.items():
+        head += bytes([len(k)]) + k.encode() + struct.pack("<II", len(payload), zlib.crc32(payload))
+    head += struct.pack("<I", zlib.crc32(head))
+    return bytes(head) + b"".join(c.sections.values())
+
+
+def test_version_1_files_still_read(photo):
+    from codec import create, decode_bitstream
+
+    res = create("jpeg").encode(photo[:24, :40], quality=30)
+    c = unpack(res.bitstream)
+    assert c.version == container.FORMAT_VERSION == 2
+    old = _pack_v1(c)
+    back = unpack(old)
+    assert back.version == 1 and back.params == c.params and back.sections == c.sections
+    assert np.array_equal(decode_bitstream(old).image, res.image)
+    # what the container adds to the JPEG stream: version 2 spends a third of version 1's bytes
+    assert len(old) - len(c.sections["jpeg"]) == 105
+    assert len(res.bitstream) - len(c.sections["jpeg"]) == 34
+
+
+def test_every_word_of_the_shipped_codecs_is_one_byte():
+    from codec import create
+    from codec.base import PICTURE_CHECK
+    from codec.postfilter import SECTION
+
+    for name in ("jpeg", "hybrid", "wavelet"):
+        codec = create(name, weights="random") if name != "jpeg" else create(name)
+        words = {p.name for p in codec.params} | {c for p in codec.params for c in p.choices}
+        words |= set(codec.required_sections(codec.resolve_params({}))) | {PICTURE_CHECK, SECTION}
+        assert words <= set(container.WORDS), (name, words - set(container.WORDS))
+    assert len(set(container.WORDS)) == len(container.WORDS) < 256
+
+
+@pytest.mark.parametrize("value", [0, 1, -1, 63, -64, 64, 300, -300, 2**63 - 1, -2**63])
+def test_integers_round_trip_in_the_fewest_bytes(value):
+    c = Container(1, 0, 1, 1, params={"quality": value})
+    assert unpack(pack(c)).params["quality"] == value
+    short = Container(1, 0, 1, 1, params={"quality": 0})
+    zigzag = 2 * value if value >= 0 else -2 * value - 1
+    assert len(pack(c)) - len(pack(short)) == (max(zigzag.bit_length(), 1) - 1) // 7
+    with pytest.raises(ValueError):
+        pack(Container(1, 0, 1, 1, params={"quality": 2**63}))
+
+
+def test_names_outside_the_words_are_spelled_out():
+    c = Container(3, 9, 5, 6, params={"my knob": "my value", "rate": "psnr"}, sections={"extra": b"12"})
+    back = unpack(pack(c))
+    assert back == c and list(back.params) == ["my knob", "rate"]
+
+
+def _v2_head(fields: bytes) -> bytes:
+    head = struct.pack("<4sBB", container.MAGIC, 2, 1) + fields + b"\x00\x00"
+    return head + struct.pack("<I", zlib.crc32(head))
+
+
+def test_varints_must_be_shortest_and_in_range():
+    assert unpack(_v2_head(b"\x00\x05\x05")).width == 5
+    for fields in (b"\x80\x00\x05\x05",  # weights id 0 in two bytes
+                   b"\x00\x85\x00\x05",  # width 5 in two bytes
+                   b"\x00\x81\x80\x04\x05",  # width 65537
+                   b"\x00" + b"\x80" * 40 + b"\x01\x05",  # endless continuation
+                   b"\x00\x05\x00"):  # height 0
+        with pytest.raises(BitstreamError, match="corrupt header"):
+            unpack(_v2_head(fields))
