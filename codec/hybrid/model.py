@@ -73,6 +73,11 @@ class HybridModel(CompressionModel):
             raise ValueError(f"rate has {rate.numel()} values for a batch of {n}")
         return rate
 
+    def _knob(self, rate: Any, n: int, device) -> tuple[Tensor, Tensor, Tensor]:
+        """The knob per sample, and the latent's gain and inverse gain at it."""
+        rate = self._rates(rate, n, device)
+        return (rate, *self.rate_gain(rate))
+
     # -- transforms ---------------------------------------------------------------------------
     def _analysis(self, x: Tensor, base: Tensor) -> Tensor:
         # Contiguous (NCHW) where autograd records: with channels-last input (what permuting HWC
@@ -106,8 +111,7 @@ class HybridModel(CompressionModel):
         """
         if base is None:
             raise ValueError("the hybrid model needs base= (the JPEG decode of x)")
-        rate = self._rates(rate, x.shape[0], x.device)
-        gain, inverse = self.rate_gain(rate)
+        rate, gain, inverse = self._knob(rate, x.shape[0], x.device)
         y = self._analysis(x, base)
         out = self.latent_codec(y * gain)
         result = self._synthesis(out["y_hat"] * inverse, base.contiguous(), rate, refine=refine)
@@ -134,8 +138,7 @@ class HybridModel(CompressionModel):
         values that are rounded) on: ŷ straight-through, likelihoods under additive noise
         (``noise``) or of the rounded symbols; ``x_hat`` is base + decoded residual. For the
         encoder's latent refinement, whose steps are then the same size at every rate."""
-        rate = self._rates(rate, y.shape[0], y.device)
-        _, inverse = self.rate_gain(rate)
+        rate, _, inverse = self._knob(rate, y.shape[0], y.device)
         was_training = self.latent_codec.training
         self.latent_codec.train(noise)  # its only train/eval difference is how it quantises
         try:
@@ -158,7 +161,7 @@ class HybridModel(CompressionModel):
         (:func:`codec.latent_search.refine_latent`, measured on the top-left ``valid`` (h, w)
         region); the decoder is the same either way.
         """
-        gain, _ = self.rate_gain(self._rates(rate, x.shape[0], x.device))
+        _, gain, _ = self._knob(rate, x.shape[0], x.device)
         y = self._analysis(x, base) * gain
         if latent_steps > 0:
             if x.shape[0] != 1:
@@ -186,6 +189,5 @@ class HybridModel(CompressionModel):
     @torch.no_grad()
     def reconstruct(self, y_hat: Tensor, base: Tensor, rate: float, refine: bool = True) -> dict[str, Tensor]:
         """Scaled latent ``y_hat`` (as decoded) → ``r_hat``, ``x_hat`` (and ``x_refined``)."""
-        rate = self._rates(rate, base.shape[0], base.device)
-        _, inverse = self.rate_gain(rate)
+        rate, _, inverse = self._knob(rate, base.shape[0], base.device)
         return self._synthesis(y_hat * inverse, base, rate, refine)
