@@ -5,14 +5,17 @@ PY ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: run test venv results
+.PHONY: run test venv results curve
 
 # The README's measured numbers (needs ../shared: Kodak and the published anchors); the README's
 # BD-rate and speed tables are then copied from them (scripts/readme_tables.py). Learning
 # curves are drawn from the validation logs copied into results/learning; a log of a run started
 # from earlier weights carries their step count, so sessions join into one curve: +WEIGHTS reads
 # it from the manifest's training records, +STEPS gives it where the run started from a
-# checkpoint rather than from named weights.
+# checkpoint rather than from named weights. The hybrid's logs from hybrid-s11 on validate named
+# weights in a one-step run at lr 1e-12, so their offset is those weights' own steps (the
+# residual codec's: refinement steps do not count), and hybrid-s13's main model is hybrid-s12's
+# 35,109 + 6,531 steps. `make curve` redraws the curves alone.
 KODAK ?= ../shared/data/kodak
 ANCHORS ?= ../shared/anchors/kodak
 # JPEG also with the psnr tables of the hybrid's base, and with those tables in the smallest
@@ -34,7 +37,9 @@ CURVES ?= $(LEARNING)/wavelet-cpu-s1-val.csv=wavelet $(LEARNING)/wavelet-cpu-s2-
 	$(LEARNING)/wavelet-s18-val.csv=wavelet+wavelet-s17 $(LEARNING)/wavelet-s19-val.csv=wavelet+wavelet-s18 \
 	$(LEARNING)/wavelet-s21-val.csv=wavelet+wavelet-s20 $(LEARNING)/wavelet-s22-val.csv=wavelet+wavelet-s21 $(LEARNING)/wavelet-s23-val.csv=wavelet+wavelet-s22 \
 	$(LEARNING)/wavelet-s25-val.csv=wavelet+wavelet-s23 $(LEARNING)/wavelet-s26-val.csv=wavelet+wavelet-s25 \
-	$(LEARNING)/hybrid-cpu-s1-val.csv=hybrid $(LEARNING)/hybrid-cpu-s2-val.csv=hybrid+10000
+	$(LEARNING)/hybrid-cpu-s1-val.csv=hybrid $(LEARNING)/hybrid-cpu-s2-val.csv=hybrid+10000 \
+	$(LEARNING)/hybrid-s10-val.csv=hybrid+hybrid-s9 $(LEARNING)/hybrid-s11-val.csv=hybrid+hybrid-s11 \
+	$(LEARNING)/hybrid-s12-val.csv=hybrid+hybrid-s12 $(LEARNING)/hybrid-s13-val.csv=hybrid+41639
 
 $(STAMP): pyproject.toml
 	test -x $(VENV)/bin/python || $(PY) -m venv $(VENV)
@@ -53,5 +58,8 @@ test: $(STAMP)
 results: $(STAMP)
 	$(VENV)/bin/lic-codec eval $(KODAK) --codecs $(CODECS) --anchors $(ANCHORS) --jobs $(JOBS) --ceiling --out results/kodak
 	$(VENV)/bin/lic-codec bench $(KODAK) --limit 8 --repeat 3 --threads 1 --out results/kodak/bench.json
-	$(VENV)/bin/lic-train curve $(CURVES) --reference $(KODAK) --images 2 --crop 256 --out $(LEARNING)/curve.png
+	$(MAKE) curve
 	$(VENV)/bin/python scripts/readme_tables.py
+
+curve: $(STAMP)
+	$(VENV)/bin/lic-train curve $(CURVES) --reference $(KODAK) --images 2 --crop 256 --out $(LEARNING)/curve.png
