@@ -36,6 +36,14 @@ def test_ms_ssim_identity_noise_and_small_images(rng):
     assert 0.5 < v < 0.99
     assert metrics.ms_ssim_db(v) == pytest.approx(-10 * math.log10(1 - v))
     assert math.isnan(metrics.ms_ssim(img[:100, :100], img[:100, :100]))
+    # computed in float32, as close to float64's value as the metric's tables print
+    import torch
+    from pytorch_msssim import ms_ssim
+
+    def t(x):
+        return torch.from_numpy(x.astype(np.float64)).permute(2, 0, 1)[None]
+
+    assert abs(v - float(ms_ssim(t(img), t(noisy), data_range=255.0))) < 1e-6
 
 
 def test_bpp():
