@@ -81,26 +81,30 @@ class PostFilter:
 
 def _bands(image: np.ndarray, step: int) -> Iterator[tuple[int, int, np.ndarray]]:
     """``(y0, y1, features)`` for bands of every ``step``-th row of ``image``: the float64
-    ``(pixels, NUM_FEATURES)`` design matrix of rows ``y0:y1:step``, columns ``::step``."""
+    ``(NUM_FEATURES, pixels)`` design matrix of rows ``y0:y1:step``, columns ``::step``, one
+    feature a row (written in place: stacking columns cost as much as the filtering)."""
     r = RADIUS
     h, w = image.shape[:2]
-    padded = np.pad(image, ((r, r), (r, r), (0, 0)), mode="edge")
+    padded = np.pad(image, ((r, r), (r, r), (0, 0)), mode="edge").transpose(2, 0, 1)
     rows = max(1, _PIXELS_PER_BLOCK * step * step // w) // step * step or step
     for y0 in range(0, h, rows):
         y1 = min(h, y0 + rows)
-        band = padded[y0:y1 + 2 * r].astype(np.float64)
-
-        def at(dy: int, dx: int) -> np.ndarray:
-            return band[r + dy:r + dy + y1 - y0:step, r + dx:r + dx + w:step]
-
-        centre = at(0, 0)
-        cols = []
+        band = padded[:, y0:y1 + 2 * r].astype(np.float64)
+        centre = band[:, r:r + y1 - y0:step, r:r + w:step]
+        shape = centre.shape[1:]
+        features = np.empty((NUM_FEATURES, shape[0] * shape[1]))
+        rows_of = features.reshape(NUM_FEATURES, *shape)
+        twice = 2.0 * centre
         for c in range(3):
-            cols.append(centre[..., c] - 128.0)
-            for dy, dx in _PAIRS:
-                cols.append(at(dy, dx)[..., c] + at(-dy, -dx)[..., c] - 2.0 * centre[..., c])
-        cols.append(np.ones(centre.shape[:2]))
-        yield y0, y1, np.stack([col.reshape(-1) for col in cols], axis=1)
+            first = c * _PER_CHANNEL
+            np.subtract(centre[c], 128.0, out=rows_of[first])
+            for k, (dy, dx) in enumerate(_PAIRS, first + 1):
+                plus = band[c, r + dy:r + dy + y1 - y0:step, r + dx:r + dx + w:step]
+                minus = band[c, r - dy:r - dy + y1 - y0:step, r - dx:r - dx + w:step]
+                np.add(plus, minus, out=rows_of[k])
+                rows_of[k] -= twice[c]
+        features[-1] = 1.0
+        yield y0, y1, features
 
 
 def fit(original: np.ndarray, decoded: np.ndarray) -> np.ndarray:
@@ -110,8 +114,8 @@ def fit(original: np.ndarray, decoded: np.ndarray) -> np.ndarray:
     rhs = np.zeros((NUM_FEATURES, 3))
     for y0, y1, a in _bands(decoded, step):
         target = (original[y0:y1:step, ::step].astype(np.float64) - decoded[y0:y1:step, ::step]).reshape(-1, 3)
-        gram += a.T @ a
-        rhs += a.T @ target
+        gram += a @ a.T
+        rhs += a @ target
     # A ridge relative to each feature's own energy, with a floor for features that are zero
     # on this image (a flat one), keeps the system solvable without shrinking the taps.
     diag = np.diag(gram)
@@ -128,11 +132,20 @@ def apply(decoded: np.ndarray, pf: PostFilter) -> np.ndarray:
     """The filtered 8-bit image: exact integer arithmetic, identical on every machine."""
     f = pf.fraction_bits
     w = decoded.shape[1]
-    weights = pf.taps.T.astype(np.float64)
+    # dec_c · 2^F + 2^(F-1) folded into the taps: 2^F more on each channel's centred pixel
+    # (x - 128) and 128 · 2^F + 2^(F-1) more on the offset.
+    weights = pf.taps.astype(np.float64)
+    for c in range(3):
+        weights[c, c * _PER_CHANNEL] += 1 << f
+    weights[:, -1] += 128 * (1 << f) + (1 << (f - 1))
+    scale = 1.0 / (1 << f)
     out = np.empty_like(decoded)
     for y0, y1, a in _bands(decoded, 1):
-        acc = a @ weights + decoded[y0:y1].reshape(-1, 3) * float(1 << f) + float(1 << (f - 1))
-        out[y0:y1] = np.clip(np.floor(acc / (1 << f)), 0, 255).reshape(y1 - y0, w, 3)
+        acc = weights @ a  # (3, pixels)
+        acc *= scale  # exact: a power of two
+        np.floor(acc, out=acc)
+        np.clip(acc, 0, 255, out=acc)
+        out[y0:y1] = acc.T.reshape(y1 - y0, w, 3)
     return out
 
 
