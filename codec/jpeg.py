@@ -14,7 +14,8 @@ from .base import Codec, CodecResult, ParamSpec
 from .container import Container
 from .errors import BitstreamError
 
-__all__ = ["JpegCodec", "jpeg_encode", "jpeg_decode", "abbreviate", "complete", "quant_tables", "SUBSAMPLING", "TABLES", "SCANS"]
+__all__ = ["JpegCodec", "jpeg_encode", "jpeg_decode", "abbreviate", "complete", "quant_tables",
+           "SUBSAMPLING", "TABLES", "SCANS"]
 
 # Pillow's ``subsampling`` argument for each user-facing name.
 SUBSAMPLING = {"4:4:4": 0, "4:2:2": 1, "4:2:0": 2}
@@ -99,7 +100,7 @@ _DROPPABLE = frozenset(range(0xE0, 0xF0)) | {0xFE}
 def _segments(data: bytes) -> list[tuple[int, int, int]] | None:
     """(marker, start, end) of each marker segment between SOI and the first SOS (the SOS
     segment's header included), or None where ``data`` is not such a stream."""
-    if data[:2] != b"\xff\xd8":
+    if data[:2] != bytes([0xFF, _SOI]):
         return None
     out, i = [], 2
     while i + 4 <= len(data) and data[i] == 0xFF:
@@ -121,7 +122,7 @@ def abbreviate(data: bytes) -> bytes:
     if segs is None:
         raise ValueError("not a JPEG stream")
     kept = [data[a:b] for m, a, b in segs if m != _DQT and m not in _DROPPABLE]
-    return b"\xff\xd8" + b"".join(kept) + data[segs[-1][2]:]
+    return data[:2] + b"".join(kept) + data[segs[-1][2]:]
 
 
 @functools.lru_cache(maxsize=256)
