@@ -87,3 +87,10 @@ def test_the_shipped_readme_matches_the_committed_results():
     if not (results / "bd_rate.md").exists():
         pytest.skip("no committed results/kodak")
     assert readme_tables.main(["--readme", str(ROOT / "README.md"), "--results", str(results), "--check"]) == 0
+
+
+def test_the_readmes_results_command_codes_what_the_makefile_does():
+    """The README quotes `make results`' eval command: its codec list is the Makefile's CODECS."""
+    make = (ROOT / "Makefile").read_text()
+    codecs = next(line.split("?=", 1)[1].strip() for line in make.splitlines() if line.startswith("CODECS ?="))
+    assert f"--codecs {codecs}\n" in (ROOT / "README.md").read_text()
