@@ -410,6 +410,14 @@ def _cmd_eval(args, options) -> int:
     for c in ceilings:
         print(f"{c['codec']} {json.dumps(c['params'])}: latent unquantized {c['psnr']:.2f} dB")
     print(f"wrote {out}/: {', '.join(c.name + '.json' for c in curves)}, bd_rate.md, bd_rate.json, rd.png")
+    # An earlier run's curves left in the folder would pass for this run's (bench.json is the
+    # bench command's, written there by make results).
+    ours = {f"{c.name}.json" for c in curves} | {"bd_rate.json", "bench.json"} | (
+        {"ceiling.json"} if args.ceiling else set())
+    stale = sorted(p.name for p in out.glob("*.json") if p.name not in ours)
+    if stale:
+        print(f"lic-codec: {out} also holds {', '.join(stale)}, which this run did not make: "
+              f"remove them, or they pass for its results", file=sys.stderr)
     return 0
 
 

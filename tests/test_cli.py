@@ -90,8 +90,11 @@ def test_eval_writes_curves_table_and_plot(tmp_path, photo, capsys):
     (anchors / "fake.json").write_text(json.dumps(
         {"name": "fake", "results": {"bpp": [0.5, 1, 2, 4], "psnr-rgb": [25, 30, 35, 40]}}))
     out = tmp_path / "res"
+    out.mkdir()
+    (out / "wavelet_optimize-10.json").write_text("{}")  # an earlier run's curve
     assert main(["eval", str(folder), "--codecs", "jpeg", "--out", str(out), "--anchors", str(anchors),
                  "--no-ms-ssim"]) == 0
+    assert "also holds wavelet_optimize-10.json, which this run did not make" in capsys.readouterr().err
     doc = json.loads((out / "jpeg.json").read_text())
     assert doc["name"] == "jpeg" and len(doc["results"]["bpp"]) == 12
     assert doc["results"]["bpp"] == sorted(doc["results"]["bpp"])
