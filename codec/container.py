@@ -78,6 +78,7 @@ _V1_INT, _V1_FLOAT, _V1_STR, _V1_BOOL = 1, 2, 3, 4
 _INT, _FLOAT, _STR, _FALSE, _TRUE, _WORD = 1, 2, 3, 4, 5, 6
 _INT64 = 1 << 63
 _MAX_U32 = (1 << 32) - 1
+_MAX_U64 = (1 << 64) - 1
 
 
 @dataclass(frozen=True)
@@ -129,7 +130,7 @@ def _pack_value(value: ParamValue) -> bytes:
     if isinstance(value, int):
         if not -_INT64 <= value < _INT64:
             raise ValueError(f"integer parameter {value} outside the int64 range")
-        return bytes([_INT]) + _varint(((value << 1) ^ (value >> 63)) & ((1 << 64) - 1))  # zigzag
+        return bytes([_INT]) + _varint(((value << 1) ^ (value >> 63)) & _MAX_U64)  # zigzag
     if isinstance(value, float):
         return bytes([_FLOAT]) + struct.pack("<d", value)
     if isinstance(value, str):
@@ -241,7 +242,7 @@ def _read_value(r: _Reader, key: str) -> ParamValue:
     if kind in (_FALSE, _TRUE):
         return kind == _TRUE
     if kind == _INT:
-        zz = r.varint(f"value of parameter {key!r}", (1 << 64) - 1)
+        zz = r.varint(f"value of parameter {key!r}", _MAX_U64)
         return (zz >> 1) ^ -(zz & 1)
     if kind == _FLOAT:
         return struct.unpack("<d", r.take(8, f"value of parameter {key!r}"))[0]

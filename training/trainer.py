@@ -167,14 +167,12 @@ class Trainer:
         self.aux_names = [f"{m}.quantiles" if m else "quantiles"
                           for m, mod in self.raw.named_modules() if isinstance(mod, EntropyBottleneck)]
         is_refine = [n for n in names if n == "refine" or n.startswith("refine.")]
+        if cfg.mode in ("refine", "joint") and not is_refine:
+            raise ParameterError(f"the {cfg.codec} model has no `refine` sub-module to train")
         if cfg.mode == "refine":
-            if not is_refine:
-                raise ParameterError(f"the {cfg.codec} model has no `refine` sub-module to train")
             self.main_names = is_refine
             self.aux_names = []
         elif cfg.mode == "joint":
-            if not is_refine:
-                raise ParameterError(f"the {cfg.codec} model has no `refine` sub-module to train")
             self.main_names = [n for n in names if n not in self.aux_names]
         else:
             self.main_names = [n for n in names if n not in self.aux_names and n not in is_refine]
