@@ -91,15 +91,34 @@ def test_newer_version_message():
         unpack(bytes(data))
 
 
+def _pack_v1(c: Container, declared: dict[str, int] | None = None) -> bytes:
+    """``c`` in format version 1 (names spelled out, 8-byte integers), as files were written
+    before version 2; ``declared`` overrides sections' lengths in the table."""
+    def value(v):
+        if isinstance(v, bool):
+            return bytes([4, int(v)])
+        if isinstance(v, int):
+            return bytes([1]) + struct.pack("<q", v)
+        if isinstance(v, float):
+            return bytes([2]) + struct.pack("<d", v)
+        return bytes([3, len(v.encode())]) + v.encode()
+
+    head = bytearray(struct.pack("<4sBBIII", container.MAGIC, 1, c.codec_id, c.weights_id, c.width, c.height))
+    head.append(len(c.params))
+    for k, v in c.params.items():
+        head += bytes([len(k)]) + k.encode() + value(v)
+    head.append(len(c.sections))
+    for k, payload in c.sections.items():
+        head += bytes([len(k)]) + k.encode() + struct.pack("<II", (declared or {}).get(k, len(payload)),
+                                                                 zlib.crc32(payload))
+    head += struct.pack("<I", zlib.crc32(head))
+    return bytes(head) + b"".join(c.sections.values())
+
+
 def _forge(width=10, height=10, section_len=None, payload=b"xyz"):
     """A file whose header CRC is valid but whose declared values are hostile."""
-    head = bytearray(struct.pack("<4sBBIII", container.MAGIC, 1, 1, 0, width, height))
-    head.append(0)
-    head.append(1)
-    head += bytes([4]) + b"jpeg" + struct.pack("<II", section_len if section_len is not None else len(payload),
-                                               zlib.crc32(payload))
-    head += struct.pack("<I", zlib.crc32(head))
-    return bytes(head) + payload
+    return _pack_v1(Container(1, 0, width, height, sections={"jpeg": payload}),
+                    declared=None if section_len is None else {"jpeg": section_len})
 
 
 def test_forged_file_is_valid_when_honest():
@@ -158,29 +177,6 @@ def test_jpeg_decoder_rejects_bad_params_and_size_mismatch(photo):
     with pytest.raises(BitstreamError, match="container says"):
         decode_bitstream(pack(Container(1, 0, 9, 8, dict(good.params), good.sections)))
 
-
-
-def _pack_v1(c: Container) -> bytes:
-    """``c`` in format version 1 (names spelled out, 8-byte integers), as files were written
-    before version 2."""
-    def value(v):
-        if isinstance(v, bool):
-            return bytes([4, int(v)])
-        if isinstance(v, int):
-            return bytes([1]) + struct.pack("<q", v)
-        if isinstance(v, float):
-            return bytes([2]) + struct.pack("<d", v)
-        return bytes([3, len(v.encode())]) + v.encode()
-
-    head = bytearray(struct.pack("<4sBBIII", container.MAGIC, 1, c.codec_id, c.weights_id, c.width, c.height))
-    head.append(len(c.params))
-    for k, v in c.params.items():
-        head += bytes([len(k)]) + k.encode() + value(v)
-    head.append(len(c.sections))
-    for k, payload in c.sections.items():
-        head += bytes([len(k)]) + k.encode() + struct.pack("<II", len(payload), zlib.crc32(payload))
-    head += struct.pack("<I", zlib.crc32(head))
-    return bytes(head) + b"".join(c.sections.values())
 
 
 def test_version_1_files_still_read(photo):
