@@ -51,7 +51,6 @@ MAGIC = b"LIC\x1a"
 FORMAT_VERSION = 2  # written; every version from 1 up to it is read
 MAX_DIMENSION = 1 << 16
 MAX_PIXELS = 1 << 28
-MAX_SECTION_BYTES = 1 << 30
 MAX_NAME = 64
 
 # The words a version-2 file writes as one byte, code = index + 1 (0: a name spelled out):

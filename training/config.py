@@ -152,6 +152,16 @@ class RunConfig:
         return MODES[self.mode]
 
     @property
+    def trains_filter(self) -> bool:
+        """The loss is taken after the refinement filter (refine and joint runs), which is trained."""
+        return self.mode in ("refine", "joint")
+
+    @property
+    def filter_only(self) -> bool:
+        """Only the refinement filter learns; the codec under it is frozen (refine runs)."""
+        return self.mode == "refine"
+
+    @property
     def continuous(self) -> bool:
         return not self.lambda_schedule
 
@@ -222,10 +232,10 @@ class RunConfig:
                 "(nothing is downloaded)")
         if self.freeze_except and not self.pretrain and not self.init:
             raise ParameterError("--freeze-except only makes sense with --pretrain CKPT or --init WEIGHTS")
-        if self.mode in ("refine", "joint") and not (self.init or self.pretrain):
+        if self.trains_filter and not (self.init or self.pretrain):
             raise ParameterError(f"lic-train {self.mode} needs --init (or --pretrain) a hybrid checkpoint or "
                                  "weights to refine")
-        if self.refine_from and not (self.mode == "refine" and (self.init or self.pretrain)):
+        if self.refine_from and not (self.filter_only and (self.init or self.pretrain)):
             raise ParameterError("--refine-from only makes sense in lic-train refine with --init or --pretrain")
         if self.rate_warmup_steps < 0 or self.widen_rate_warmup_steps < 0:
             raise ParameterError("--rate-warmup-steps and --widen-rate-warmup-steps must be >= 0, got "

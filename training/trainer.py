@@ -167,12 +167,12 @@ class Trainer:
         self.aux_names = [f"{m}.quantiles" if m else "quantiles"
                           for m, mod in self.raw.named_modules() if isinstance(mod, EntropyBottleneck)]
         is_refine = [n for n in names if n == "refine" or n.startswith("refine.")]
-        if cfg.mode in ("refine", "joint") and not is_refine:
+        if cfg.trains_filter and not is_refine:
             raise ParameterError(f"the {cfg.codec} model has no `refine` sub-module to train")
-        if cfg.mode == "refine":
+        if cfg.filter_only:
             self.main_names = is_refine
             self.aux_names = []
-        elif cfg.mode == "joint":
+        elif cfg.trains_filter:
             self.main_names = [n for n in names if n not in self.aux_names]
         else:
             self.main_names = [n for n in names if n not in self.aux_names and n not in is_refine]
@@ -306,7 +306,7 @@ class Trainer:
         return float(self.raw.rate_for_lambda(lam)), lam
 
     def _train_modes(self) -> None:
-        if self.cfg.mode == "refine":
+        if self.cfg.filter_only:
             self.raw.eval()
             self.raw.refine.train()
         else:
@@ -333,17 +333,16 @@ class Trainer:
             rate = torch.full((cfg.batch,), fixed[0], device=dev)
         lam = self.raw.lambda_for_rate(rate).to(dev)
         self._train_modes()
-        filtered = cfg.mode in ("refine", "joint")
         if cfg.mode == "hybrid":
             kwargs["refine"] = False
         out = self.model(x, rate, **kwargs)
-        x_hat = out["x_refined"] if filtered else out["x_hat"]
+        x_hat = out["x_refined"] if cfg.trains_filter else out["x_hat"]
         likelihoods = out["likelihoods"]
         new_weight = cfg.new_channel_rate_weight(self.step)
         if self.new_channels is not None and new_weight < 1:
             likelihoods = self.raw.scale_channel_rates(likelihoods, self.new_channels, new_weight)
         terms = self.loss_fn(x_hat, x, likelihoods, lam, base_bits,
-                            rate_weight=None if cfg.mode == "refine" else cfg.rate_weight(self.step))
+                            rate_weight=None if cfg.filter_only else cfg.rate_weight(self.step))
         self.optimizer.zero_grad(set_to_none=True)
         terms.loss.backward()
         trainable = [p for g in self.optimizer.param_groups for p in g["params"] if p.grad is not None]
