@@ -23,9 +23,10 @@ wherever it is decoded. (Float32 would be
 faster, but its 2^24 would bound the taps to about ±4, and least squares over the correlated
 colour channels gives opposing taps of ±10 that matter.)
 
-Section payload (``postfilter``): ``shape u8 | F u8 | k u8`` then, for each output channel,
-``NUM_FEATURES`` Exp-Golomb-k codes of zigzag-mapped integers (per input channel its colour tap
-and its 6 pair taps, then the offset), zero-padded to a byte.
+Section payload (``postfilter``): ``shape u8 | F u8 | k u8``, with shape 2 (classes) a
+``classes u8`` more, then for each class and each output channel ``NUM_FEATURES`` Exp-Golomb-k
+codes of zigzag-mapped integers (per input channel its colour tap and its 6 pair taps, then the
+offset), zero-padded to a byte. Shape 1 is one filter for the whole picture.
 """
 
 from __future__ import annotations
@@ -39,10 +40,17 @@ import numpy as np
 from . import container
 from .errors import BitstreamError
 
-__all__ = ["SECTION", "PostFilter", "fit", "apply", "pack", "unpack", "choose"]
+__all__ = ["SECTION", "PostFilter", "activity_classes", "fit", "apply", "pack", "unpack", "choose"]
 
 SECTION = "postfilter"
-SHAPE_ID = 1
+SHAPE_ONE = 1  # one filter for the whole picture
+SHAPE_CLASSES = 2  # one filter per activity class
+MAX_CLASSES = 16
+# The class counts the encoder tries. All divide _FINE_CLASSES, so every one of them is a union
+# of consecutive fine classes and one pass of sums over the fine classes fits them all.
+CLASS_COUNTS = (1, 2, 3, 4, 6)
+_FINE_CLASSES = 12
+ACTIVITY_WINDOW = 5
 RADIUS = 2  # a diamond of 13 pixels: 6 point-symmetric pairs around the centre
 FRACTION_BITS = 8
 MAX_TAP = 1 << 20  # far beyond any useful tap; bounds every sum well below 2^53
@@ -73,10 +81,47 @@ _FIT_SUBSAMPLE_FROM = 256 * 256
 
 @dataclass(frozen=True)
 class PostFilter:
-    """Integer taps ``(3, NUM_FEATURES)`` at the scale ``2 ** fraction_bits``."""
+    """Integer taps ``(classes, 3, NUM_FEATURES)`` at the scale ``2 ** fraction_bits`` (a
+    ``(3, NUM_FEATURES)`` array is one class)."""
 
     taps: np.ndarray
     fraction_bits: int = FRACTION_BITS
+
+    def __post_init__(self) -> None:
+        taps = np.asarray(self.taps, dtype=np.int64)
+        object.__setattr__(self, "taps", taps.reshape(-1, 3, NUM_FEATURES))
+
+    @property
+    def classes(self) -> int:
+        return self.taps.shape[0]
+
+
+def activity(image: np.ndarray) -> np.ndarray:
+    """``(H, W)`` int32: the local activity of ``image``, the sum over a 5×5 window of the
+    absolute horizontal and vertical second differences of its luma R + 2G + B (the border
+    repeated); integers, so encoder and decoder compute the same values."""
+    luma = image[..., 0].astype(np.int32) + 2 * image[..., 1].astype(np.int32) + image[..., 2]
+    p = np.pad(luma, 1, mode="edge")
+    centre = 2 * p[1:-1, 1:-1]
+    lap = np.abs(centre - p[1:-1, :-2] - p[1:-1, 2:]) + np.abs(centre - p[:-2, 1:-1] - p[2:, 1:-1])
+    r = ACTIVITY_WINDOW // 2
+    h, w = lap.shape
+    q = np.pad(lap, r, mode="edge")
+    rows = sum(q[:, dx:dx + w] for dx in range(ACTIVITY_WINDOW))
+    return sum(rows[dy:dy + h] for dy in range(ACTIVITY_WINDOW))
+
+
+def activity_classes(image: np.ndarray, classes: int) -> np.ndarray:
+    """``(H, W)`` uint8: each pixel's class among ``classes`` of equal size by activity rank.
+    The bounds are the activities at ranks ``i·n // classes``; a pixel's class is the number of
+    bounds at or below its activity, so ties stay together."""
+    if classes == 1:
+        return np.zeros(image.shape[:2], dtype=np.uint8)
+    act = activity(image)
+    flat = act.reshape(-1)
+    ranks = [i * flat.size // classes for i in range(1, classes)]
+    bounds = np.partition(flat, ranks)[ranks]
+    return np.searchsorted(bounds, act, side="right").astype(np.uint8)
 
 
 def _bands(image: np.ndarray, step: int) -> Iterator[tuple[int, int, np.ndarray]]:
@@ -107,20 +152,79 @@ def _bands(image: np.ndarray, step: int) -> Iterator[tuple[int, int, np.ndarray]
         yield y0, y1, features
 
 
-def fit(original: np.ndarray, decoded: np.ndarray) -> np.ndarray:
-    """Least-squares taps (float, ``(3, NUM_FEATURES)``) taking ``decoded`` towards ``original``."""
+@dataclass
+class _Sums:
+    """Least-squares sums per fine activity class: ``gram`` (C, F, F), ``rhs`` (C, F, 3) and
+    the error energy ``energy`` (C,) before filtering."""
+
+    gram: np.ndarray
+    rhs: np.ndarray
+    energy: np.ndarray
+
+    def merged(self, classes: int) -> "_Sums":
+        """The sums of ``classes`` classes, each a union of consecutive fine ones."""
+        group = np.arange(len(self.energy)) * classes // len(self.energy)
+        merge = lambda a: np.stack([a[group == c].sum(axis=0) for c in range(classes)])  # noqa: E731
+        return _Sums(merge(self.gram), merge(self.rhs), merge(self.energy))
+
+
+def _sums(original: np.ndarray, decoded: np.ndarray, fine: int) -> _Sums:
     step = _FIT_STEP if decoded.shape[0] * decoded.shape[1] >= _FIT_SUBSAMPLE_FROM else 1
-    gram = np.zeros((NUM_FEATURES, NUM_FEATURES))
-    rhs = np.zeros((NUM_FEATURES, 3))
+    cls = activity_classes(decoded, fine)
+    gram = np.zeros((fine, NUM_FEATURES, NUM_FEATURES))
+    rhs = np.zeros((fine, NUM_FEATURES, 3))
+    energy = np.zeros(fine)
     for y0, y1, a in _bands(decoded, step):
         target = (original[y0:y1:step, ::step].astype(np.float64) - decoded[y0:y1:step, ::step]).reshape(-1, 3)
-        gram += a @ a.T
-        rhs += a @ target
-    # A ridge relative to each feature's own energy, with a floor for features that are zero
-    # on this image (a flat one), keeps the system solvable without shrinking the taps.
-    diag = np.diag(gram)
-    ridge = RIDGE * diag + 1e-9 * (float(np.max(diag)) or 1.0)
-    return np.linalg.solve(gram + np.diag(ridge), rhs).T
+        for c, columns in _by_class(cls[y0:y1:step, ::step].reshape(-1), fine):
+            part, t = a[:, columns], target[columns]
+            gram[c] += part @ part.T
+            rhs[c] += part @ t
+            energy[c] += float(np.sum(t * t))
+    return _Sums(gram, rhs, energy)
+
+
+def _by_class(cls: np.ndarray, classes: int) -> Iterator[tuple[int, np.ndarray]]:
+    """``(class, indices of its pixels)`` for each non-empty class of the flat map ``cls``."""
+    if classes == 1:
+        yield 0, slice(None)
+        return
+    order = np.argsort(cls, kind="stable")
+    ends = np.cumsum(np.bincount(cls, minlength=classes))
+    start = 0
+    for c, end in enumerate(ends.tolist()):
+        if end > start:
+            yield c, order[start:end]
+        start = end
+
+
+def _solve(sums: _Sums) -> np.ndarray:
+    """Least-squares taps ``(classes, 3, NUM_FEATURES)`` of ``sums``."""
+    taps = []
+    for gram, rhs in zip(sums.gram, sums.rhs):
+        # A ridge relative to each feature's own energy, with a floor for features that are
+        # zero in this class (a flat picture, an empty class), keeps the system solvable
+        # without shrinking the taps.
+        diag = np.diag(gram)
+        ridge = RIDGE * diag + 1e-9 * (float(np.max(diag)) or 1.0)
+        taps.append(np.linalg.solve(gram + np.diag(ridge), rhs).T)
+    return np.stack(taps)
+
+
+def _predicted_energy(sums: _Sums, pf: "PostFilter") -> float:
+    """The error energy the quantised filter would leave on the fitted pixels, as the sums
+    predict it (without the final rounding and clipping)."""
+    total = 0.0
+    for gram, rhs, energy, taps in zip(sums.gram, sums.rhs, sums.energy, pf.taps):
+        w = taps.T / (1 << pf.fraction_bits)  # (F, 3)
+        total += energy - 2 * float(np.sum(w * rhs)) + float(np.einsum("fc,fg,gc->", w, gram, w))
+    return max(total, 0.0)
+
+
+def fit(original: np.ndarray, decoded: np.ndarray, classes: int = 1) -> np.ndarray:
+    """Least-squares taps (float, ``(classes, 3, NUM_FEATURES)``) taking ``decoded`` towards
+    ``original``, one filter per activity class."""
+    return _solve(_sums(original, decoded, classes))
 
 
 def quantize(taps: np.ndarray, fraction_bits: int = FRACTION_BITS) -> PostFilter:
@@ -136,12 +240,18 @@ def apply(decoded: np.ndarray, pf: PostFilter) -> np.ndarray:
     # (x - 128) and 128 · 2^F + 2^(F-1) more on the offset.
     weights = pf.taps.astype(np.float64)
     for c in range(3):
-        weights[c, c * _PER_CHANNEL] += 1 << f
-    weights[:, -1] += 128 * (1 << f) + (1 << (f - 1))
+        weights[:, c, c * _PER_CHANNEL] += 1 << f
+    weights[:, :, -1] += 128 * (1 << f) + (1 << (f - 1))
     scale = 1.0 / (1 << f)
+    cls = activity_classes(decoded, pf.classes)
     out = np.empty_like(decoded)
     for y0, y1, a in _bands(decoded, 1):
-        acc = weights @ a  # (3, pixels)
+        if pf.classes == 1:
+            acc = weights[0] @ a  # (3, pixels)
+        else:
+            acc = np.empty((3, a.shape[1]))
+            for c, columns in _by_class(cls[y0:y1].reshape(-1), pf.classes):
+                acc[:, columns] = weights[c] @ a[:, columns]
         acc *= scale  # exact: a power of two
         np.floor(acc, out=acc)
         np.clip(acc, 0, 255, out=acc)
@@ -170,7 +280,9 @@ def pack(pf: PostFilter) -> bytes:
     stream = "".join(bits)
     stream += "0" * (-len(stream) % 8)
     body = int(stream, 2).to_bytes(len(stream) // 8, "big") if stream else b""
-    return bytes([SHAPE_ID, pf.fraction_bits, k]) + body
+    if pf.classes == 1:
+        return bytes([SHAPE_ONE, pf.fraction_bits, k]) + body
+    return bytes([SHAPE_CLASSES, pf.fraction_bits, k, pf.classes]) + body
 
 
 def unpack(payload: bytes) -> PostFilter:
@@ -178,13 +290,20 @@ def unpack(payload: bytes) -> PostFilter:
     if len(payload) < 3:
         raise BitstreamError("postfilter section is truncated")
     shape, f, k = payload[0], payload[1], payload[2]
-    if shape != SHAPE_ID:
-        raise BitstreamError(f"postfilter section has unknown shape {shape} (this build knows {SHAPE_ID})")
+    if shape not in (SHAPE_ONE, SHAPE_CLASSES):
+        raise BitstreamError(f"postfilter section has unknown shape {shape} (this build knows "
+                             f"{SHAPE_ONE} and {SHAPE_CLASSES})")
     if not 1 <= f <= MAX_FRACTION_BITS or k > 15:
         raise BitstreamError(f"postfilter section has invalid scale 2^{f} or code order {k}")
-    bits = "".join(format(b, "08b") for b in payload[3:])
+    classes, start = 1, 3
+    if shape == SHAPE_CLASSES:
+        if len(payload) < 4 or not 2 <= payload[3] <= MAX_CLASSES:
+            raise BitstreamError(f"postfilter section needs 2 to {MAX_CLASSES} classes, has "
+                                 f"{payload[3] if len(payload) > 3 else 'none'}")
+        classes, start = payload[3], 4
+    bits = "".join(format(b, "08b") for b in payload[start:])
     pos, values = 0, []
-    for _ in range(3 * NUM_FEATURES):
+    for _ in range(classes * 3 * NUM_FEATURES):
         zeros = 0
         while pos < len(bits) and bits[pos] == "0":
             zeros += 1
@@ -197,7 +316,7 @@ def unpack(payload: bytes) -> PostFilter:
         values.append(u // 2 if u % 2 == 0 else -(u + 1) // 2)
     if len(bits) - pos >= 8 or "1" in bits[pos:]:
         raise BitstreamError("postfilter section has bytes after its taps")
-    taps = np.array(values, dtype=np.int64).reshape(3, NUM_FEATURES)
+    taps = np.array(values, dtype=np.int64).reshape(classes, 3, NUM_FEATURES)
     if np.abs(taps).max() >= MAX_TAP:
         raise BitstreamError("postfilter section has out-of-range taps")
     return PostFilter(taps, f)
@@ -208,21 +327,39 @@ def _sse(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.sum(d * d))
 
 
+def _cost_db(payload: bytes, coded_bytes: float) -> float:
+    """What the section's bytes are worth in dB at the file's rate (``DB_PER_DOUBLING``)."""
+    added = len(payload) + container.section_entry_bytes(SECTION, len(payload))
+    return DB_PER_DOUBLING * math.log2(1 + added / max(coded_bytes, 1))
+
+
 def choose(original: np.ndarray, decoded: np.ndarray, coded_bytes: float,
            force: bool = False) -> tuple[bytes, np.ndarray] | None:
     """Fit, quantise and measure the filter: its payload and the filtered image; None when it
     does not lower the error or its gain does not pay for its bytes (``coded_bytes``: the
-    file's size without it), unless ``force``."""
-    pf = quantize(fit(original, decoded))
+    file's size without it), unless ``force``.
+
+    Of the class counts ``CLASS_COUNTS``, the one kept is the one whose predicted gain (from
+    the least-squares sums) pays best for its taps' bytes; the final picture is then measured.
+    """
+    fine = _sums(original, decoded, _FINE_CLASSES)
+    before_fit = float(np.sum(fine.energy))
+    best = None
+    for classes in CLASS_COUNTS:
+        sums = fine.merged(classes)
+        pf = quantize(_solve(sums))
+        payload = pack(pf)
+        after = _predicted_energy(sums, pf)
+        net = (10 * math.log10(before_fit / after) if 0 < after < before_fit else 0.0) - _cost_db(payload, coded_bytes)
+        if best is None or net > best[0]:
+            best = (net, pf, payload)
+    _, pf, payload = best
     filtered = apply(decoded, pf)
-    payload = pack(pf)
     before, after = _sse(original, decoded), _sse(original, filtered)
     if not force:
         if after >= before:
             return None
         gain_db = 10 * math.log10(before / after) if after > 0 else math.inf
-        added = len(payload) + container.section_entry_bytes(SECTION, len(payload))
-        cost_db = DB_PER_DOUBLING * math.log2(1 + added / max(coded_bytes, 1))
-        if gain_db <= cost_db:
+        if gain_db <= _cost_db(payload, coded_bytes):
             return None
     return payload, filtered
