@@ -43,20 +43,23 @@ __all__ = ["HybridCodec", "SWEEP", "SWEEPS"]
 
 # (base_quality, rate) from low to high rate, per quantisation-table family of the base: the JPEG
 # base and the residual rise together. The pairs follow the upper convex hull of a grid measured
-# on training images (never Kodak), one pair per base quality where the hull has two:
+# on training images (never Kodak), one pair per base quality (the higher-rate one where the hull
+# has two), and at q5 and q80 the hull's ends, so that the sweep spans the knob's whole range:
 #   standard: lic-codec grid ../shared/data/train/wikipedia --limit 3 --codec hybrid --weights hybrid-s9
 #     --param refine=false --param base_quality=5,10,15,20,30,45,60,80 --param rate=0,0.25,0.5,0.75,1
 #     (results/tuning/hybrid-s9-grid.json, the same hull as hybrid-gpu-s4's and hybrid-cpu-s2's);
-#   psnr: lic-codec grid ../shared/data/train/urban100 --limit 6 --codec hybrid --weights hybrid-s11
-#     --param refine=off --param postfilter=off --param base_tables=psnr
-#     --param base_quality=5,8,10,15,20,30,45,60,80 --param rate=-1,-0.75,-0.5,-0.25,0,0.25,0.5,0.75,1
-#     (results/tuning/hybrid-s11-psnr-tables-grid.json; at q5 the hull's two ends, so that the
-#     sweep starts where the knob's lowest value puts it).
+#   psnr: the hull of the mean of two grids (9 images) of the default weights with their default
+#     settings (refinement and post-filter as `auto` decides, format version 2):
+#     lic-codec grid ../shared/data/train/urban100 --limit 6 --codec hybrid --weights hybrid-s13
+#     --param base_tables=psnr --param base_quality=5,8,10,15,20,30,45,60,80
+#     --param rate=-1,-0.75,-0.5,-0.25,0,0.25,0.5,0.75,1 (results/tuning/hybrid-s13-grid.json), and
+#     the same on ../shared/data/train/wikipedia --limit 3 (hybrid-s13-wikipedia-grid.json);
+#     scripts/sweep_hull.py prints that hull.
 DEFAULT_BASE_TABLES = "psnr"
 SWEEPS = {
     "standard": ((5, 0.0), (10, 0.0), (15, 0.25), (20, 0.25), (30, 0.5), (45, 0.75), (60, 0.75), (80, 1.0)),
-    "psnr": ((5, -1.0), (5, -0.5), (8, -0.5), (10, -0.25), (15, 0.25), (20, 0.25), (30, 0.75), (45, 1.0),
-             (60, 1.0), (80, 1.0)),
+    "psnr": ((5, -1.0), (5, -0.5), (8, -0.25), (10, 0.0), (15, 0.25), (20, 0.25), (30, 0.5), (45, 0.75),
+             (60, 0.0), (80, 1.0)),
 }
 SWEEP = SWEEPS[DEFAULT_BASE_TABLES]  # the sweep of `lic-codec eval`
 
