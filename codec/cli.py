@@ -170,7 +170,8 @@ def _cmd_decode(args, options) -> int:
 
 
 def _cmd_info(args, options) -> int:
-    from . import container, registry, weights
+    from . import container, postfilter, registry, weights
+    from .errors import BitstreamError
 
     data = Path(args.input).read_bytes()
     c = container.unpack(data)
@@ -190,6 +191,12 @@ def _cmd_info(args, options) -> int:
         "sections": {n: {"bytes": len(p), "bpp": 8 * len(p) / px} for n, p in c.sections.items()},
         "container_bytes": len(data) - sum(len(p) for p in c.sections.values()),
     }
+    if postfilter.SECTION in c.sections:
+        try:
+            classes = postfilter.unpack(c.sections[postfilter.SECTION]).classes
+        except BitstreamError as err:
+            classes = f"unreadable: {err}"
+        doc["sections"][postfilter.SECTION]["classes"] = classes
     if args.json:
         print(json.dumps(doc, indent=2))
         return 0
@@ -197,7 +204,8 @@ def _cmd_info(args, options) -> int:
     print(f"  image {c.width}x{c.height}, {len(data)} bytes, {doc['bpp']:.4f} bpp")
     print(f"  params: {', '.join(f'{k}={v}' for k, v in c.params.items()) or '-'}")
     for n, s in doc["sections"].items():
-        print(f"  section {n:<12} {s['bytes']:>9} bytes  {s['bpp']:.4f} bpp")
+        extra = f"  ({s['classes']} activity classes)" if isinstance(s.get("classes"), int) else s.get("classes", "")
+        print(f"  section {n:<12} {s['bytes']:>9} bytes  {s['bpp']:.4f} bpp{extra}")
     print(f"  container    {doc['container_bytes']:>11} bytes")
     return 0
 

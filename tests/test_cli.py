@@ -32,6 +32,26 @@ def test_encode_info_decode(tmp_path, png, capsys):
     assert np.array_equal(np.asarray(Image.open(out)), np.asarray(Image.open(recon)))
 
 
+def test_info_names_the_post_filters_classes(tmp_path, png, capsys):
+    import dataclasses
+
+    from codec import container, postfilter
+
+    lic = tmp_path / "a.lic"
+    assert main(["encode", str(png), str(lic), "--codec", "jpeg"]) == 0
+    c = container.unpack(lic.read_bytes())
+    taps = postfilter.PostFilter(np.zeros((3, 3, postfilter.NUM_FEATURES), dtype=np.int64))
+    for payload, shown in ((postfilter.pack(taps), 3), (b"\x09", "unreadable")):
+        lic.write_bytes(container.pack(dataclasses.replace(c, sections={**c.sections, "postfilter": payload})))
+        capsys.readouterr()
+        assert main(["info", str(lic), "--json"]) == 0
+        classes = json.loads(capsys.readouterr().out)["sections"]["postfilter"]["classes"]
+        assert classes == shown if shown == 3 else classes.startswith(shown)
+        assert main(["info", str(lic)]) == 0
+        line = [t for t in capsys.readouterr().out.splitlines() if "section postfilter" in t][0]
+        assert ("(3 activity classes)" if shown == 3 else "unreadable") in line
+
+
 @pytest.mark.parametrize("argv_tail,needle", [
     (["--quality", "0"], "outside its range"),
     (["--quality", "abc"], "not a valid int"),
