@@ -164,10 +164,22 @@ class _Sums:
     energy: np.ndarray
 
     def merged(self, classes: int) -> "_Sums":
-        """The sums of ``classes`` classes, each a union of consecutive fine ones."""
-        group = np.arange(len(self.energy)) * classes // len(self.energy)
-        merge = lambda a: np.stack([a[group == c].sum(axis=0) for c in range(classes)])  # noqa: E731
+        """The sums of ``classes`` classes, each a union of consecutive fine ones (:func:`_coarse`)."""
+        group = _coarse(len(self.energy), classes)
+
+        def merge(a: np.ndarray) -> np.ndarray:
+            out = np.zeros((classes,) + a.shape[1:])
+            np.add.at(out, group, a)
+            return out
+
         return _Sums(merge(self.gram), merge(self.rhs), merge(self.energy))
+
+
+def _coarse(fine: int, classes: int) -> np.ndarray:
+    """``(fine,)`` uint8: the class among ``classes`` of each of ``fine`` activity classes, where
+    ``classes`` divides ``fine``: the classes that :func:`activity_classes` gives with that count
+    (the ranks of its bounds are ranks of the fine bounds)."""
+    return (np.arange(fine) * classes // fine).astype(np.uint8)
 
 
 def _sums(original: np.ndarray, decoded: np.ndarray, cls: np.ndarray, fine: int) -> _Sums:
@@ -361,8 +373,7 @@ def choose(original: np.ndarray, decoded: np.ndarray, coded_bytes: float,
         if best is None or net > best[0]:
             best = (net, pf, payload)
     _, pf, payload = best
-    # Each count's classes are unions of consecutive fine ones (what the decoder computes).
-    filtered = _apply(decoded, pf, (fine_cls.astype(np.intp) * pf.classes // _FINE_CLASSES).astype(np.uint8))
+    filtered = _apply(decoded, pf, _coarse(_FINE_CLASSES, pf.classes)[fine_cls])
     before, after = _sse(original, decoded), _sse(original, filtered)
     if not force:
         if after >= before:

@@ -42,7 +42,7 @@ from .model import SECTION_NAMES, HybridModel
 __all__ = ["HybridCodec", "SWEEP", "SWEEPS"]
 
 # (base_quality, rate) from low to high rate, per quantisation-table family of the base: the JPEG
-# base and the residual rise together. The pairs follow the upper convex hull of a grid measured
+# base's quality rises along it, the residual's rate as the hull has it. The pairs follow the upper convex hull of a grid measured
 # on training images (never Kodak), one pair per base quality (the higher-rate one where the hull
 # has two), and at q5 and q80 the hull's ends, so that the sweep spans the knob's whole range:
 #   standard: lic-codec grid ../shared/data/train/wikipedia --limit 3 --codec hybrid --weights hybrid-s9
