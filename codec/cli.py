@@ -192,11 +192,12 @@ def _cmd_info(args, options) -> int:
         "container_bytes": len(data) - sum(len(p) for p in c.sections.values()),
     }
     if postfilter.SECTION in c.sections:
+        shown = doc["sections"][postfilter.SECTION]
         try:
-            classes = postfilter.unpack(c.sections[postfilter.SECTION]).classes
+            pf = postfilter.unpack(c.sections[postfilter.SECTION])
+            shown.update(classes=pf.classes, radius=pf.radius)
         except BitstreamError as err:
-            classes = f"unreadable: {err}"
-        doc["sections"][postfilter.SECTION]["classes"] = classes
+            shown["classes"] = f"unreadable: {err}"
     if args.json:
         print(json.dumps(doc, indent=2))
         return 0
@@ -204,7 +205,8 @@ def _cmd_info(args, options) -> int:
     print(f"  image {c.width}x{c.height}, {len(data)} bytes, {doc['bpp']:.4f} bpp")
     print(f"  params: {', '.join(f'{k}={v}' for k, v in c.params.items()) or '-'}")
     for n, s in doc["sections"].items():
-        extra = f"  ({s['classes']} activity classes)" if isinstance(s.get("classes"), int) else s.get("classes", "")
+        extra = (f"  ({s['classes']} activity classes, diamond of radius {s['radius']})"
+                 if isinstance(s.get("classes"), int) else s.get("classes", ""))
         print(f"  section {n:<12} {s['bytes']:>9} bytes  {s['bpp']:.4f} bpp{extra}")
     print(f"  container    {doc['container_bytes']:>11} bytes")
     return 0

@@ -45,11 +45,13 @@ def test_info_names_the_post_filters_classes(tmp_path, png, capsys):
         lic.write_bytes(container.pack(dataclasses.replace(c, sections={**c.sections, "postfilter": payload})))
         capsys.readouterr()
         assert main(["info", str(lic), "--json"]) == 0
-        classes = json.loads(capsys.readouterr().out)["sections"]["postfilter"]["classes"]
+        section = json.loads(capsys.readouterr().out)["sections"]["postfilter"]
+        classes = section["classes"]
         assert classes == shown if shown == 3 else classes.startswith(shown)
+        assert section.get("radius") == (postfilter.RADIUS if shown == 3 else None)
         assert main(["info", str(lic)]) == 0
         line = [t for t in capsys.readouterr().out.splitlines() if "section postfilter" in t][0]
-        assert ("(3 activity classes)" if shown == 3 else "unreadable") in line
+        assert (f"(3 activity classes, diamond of radius {postfilter.RADIUS})" if shown == 3 else "unreadable") in line
 
 
 @pytest.mark.parametrize("argv_tail,needle", [

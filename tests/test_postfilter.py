@@ -31,7 +31,7 @@ def _classes(image: np.ndarray, count: int) -> np.ndarray:
 def _direct(decoded: np.ndarray, pf: P.PostFilter) -> np.ndarray:
     """The filter written out in int64 from its definition, pixel sums and all: each class's
     filter on the whole picture, each pixel taken from its class's."""
-    r, f = P.RADIUS, pf.fraction_bits
+    r, f, each = pf.radius, pf.fraction_bits, P.per_channel(pf.radius)
     h, w = decoded.shape[:2]
     pad = np.pad(decoded.astype(np.int64), ((r, r), (r, r), (0, 0)), mode="edge")
     cls = _classes(decoded, pf.classes)
@@ -40,31 +40,36 @@ def _direct(decoded: np.ndarray, pf: P.PostFilter) -> np.ndarray:
         for c in range(3):
             acc = decoded[..., c].astype(np.int64) * (1 << f) + class_taps[c, -1]
             for ci in range(3):
-                taps = class_taps[c, ci * P._PER_CHANNEL:(ci + 1) * P._PER_CHANNEL]
+                taps = class_taps[c, ci * each:(ci + 1) * each]
                 centre = pad[r:r + h, r:r + w, ci]
                 acc = acc + taps[0] * (centre - 128)
-                for (dy, dx), t in zip(P._PAIRS, taps[1:]):
+                for (dy, dx), t in zip(P.pairs(r), taps[1:]):
                     pair = pad[r + dy:r + dy + h, r + dx:r + dx + w, ci] + pad[r - dy:r - dy + h, r - dx:r - dx + w, ci]
                     acc = acc + t * (pair - 2 * centre)
             out[..., c] = np.where(cls == k, np.clip((acc + (1 << (f - 1))) >> f, 0, 255), out[..., c])
     return out.astype(np.uint8)
 
 
-@pytest.mark.parametrize("h, w, bound, block, classes",
-                         [(1, 1, 300, 1 << 15, 1), (7, 150, 4000, 1 << 15, 1), (131, 67, P.MAX_TAP - 1, 1 << 15, 1),
-                          (131, 67, 4000, 500, 1), (1, 1, 300, 1 << 15, 3), (131, 67, 4000, 500, 4),
-                          (40, 57, P.MAX_TAP - 1, 1 << 15, P.MAX_CLASSES)])
-def test_apply_is_the_integer_filter_exactly(rng, monkeypatch, h, w, bound, block, classes):
+@pytest.mark.parametrize("h, w, bound, block, classes, radius",
+                         [(1, 1, 300, 1 << 15, 1, P.RADIUS), (7, 150, 4000, 1 << 15, 1, P.RADIUS),
+                          (131, 67, P.MAX_TAP - 1, 1 << 15, 1, P.RADIUS), (131, 67, 4000, 500, 1, P.RADIUS),
+                          (1, 1, 300, 1 << 15, 3, P.RADIUS), (131, 67, 4000, 500, 4, P.RADIUS),
+                          (40, 57, P.MAX_TAP - 1, 1 << 15, P.MAX_CLASSES, P.RADIUS),
+                          (40, 57, 4000, 500, 3, P.OLD_RADIUS), (9, 13, 4000, 1 << 15, 2, 1),
+                          (40, 57, P.MAX_TAP - 1, 500, 2, P.MAX_RADIUS)])
+def test_apply_is_the_integer_filter_exactly(rng, monkeypatch, h, w, bound, block, classes, radius):
     monkeypatch.setattr(P, "_PIXELS_PER_BLOCK", block)  # 500: bands of 7 rows
     image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
     image[: h // 2] //= 16  # a flatter half, so that the classes differ
-    pf = P.PostFilter(rng.integers(-bound, bound + 1, (classes, 3, P.NUM_FEATURES)), 8)
+    features = P.num_features(radius)
+    pf = P.PostFilter(rng.integers(-bound, bound + 1, (classes, 3, features)), 8)
+    assert pf.radius == radius
     assert np.array_equal(P.apply(image, pf), _direct(image, pf))
     # The largest sums the format allows: every tap at its bound, on the most extreme pixels.
     extreme = np.where(rng.random((h, w, 3)) < 0.5, 0, 255).astype(np.uint8)
-    worst = P.PostFilter(np.full((classes, 3, P.NUM_FEATURES), -(P.MAX_TAP - 1)), P.MAX_FRACTION_BITS)
+    worst = P.PostFilter(np.full((classes, 3, features), -(P.MAX_TAP - 1)), P.MAX_FRACTION_BITS)
     assert np.array_equal(P.apply(extreme, worst), _direct(extreme, worst))
-    identity = P.PostFilter(np.zeros((classes, 3, P.NUM_FEATURES), dtype=np.int64), 8)
+    identity = P.PostFilter(np.zeros((classes, 3, features), dtype=np.int64), 8)
     assert np.array_equal(P.apply(image, identity), image)
 
 
@@ -137,8 +142,16 @@ def test_section_round_trip_and_malformed_payloads(rng):
     assert len(small) < len(payload)  # the code order follows the taps' size
     classed = P.PostFilter(rng.integers(-1000, 1000, (5, 3, P.NUM_FEATURES)), 8)
     many = P.pack(classed)
-    assert many[0] == P.SHAPE_CLASSES and many[3] == 5 and payload[0] == P.SHAPE_ONE
+    assert many[0] == payload[0] == P.SHAPE_RADIUS and many[3:5] == bytes([5, P.RADIUS]) and payload[3] == 1
     assert np.array_equal(P.unpack(many).taps, classed.taps)
+    # Shapes 1 and 2, written before the radius was sent: the same codes, radius 2.
+    for classes, shape in ((1, P.SHAPE_ONE), (4, P.SHAPE_CLASSES)):
+        old = P.PostFilter(rng.integers(-1000, 1000, (classes, 3, P.num_features(P.OLD_RADIUS))), 8)
+        new = P.pack(old)
+        written = new[:3] + (bytes([classes]) if shape == P.SHAPE_CLASSES else b"") + new[5:]
+        back = P.unpack(bytes([shape]) + written[1:])
+        assert back.radius == P.OLD_RADIUS and np.array_equal(back.taps, old.taps)
+    shape2 = bytes([P.SHAPE_CLASSES]) + many[1:3] + bytes([5]) + many[5:]
     bad = {
         "truncated": payload[:-3],
         "empty": b"",
@@ -149,10 +162,16 @@ def test_section_round_trip_and_malformed_payloads(rng):
         "trailing": payload + b"\x00",
         "all ones": payload[:3] + b"\xff" * 8,
         "classes cut off": many[:3],
-        "one class as shape 2": many[:3] + bytes([1]) + many[4:],
+        "radius cut off": many[:4],
+        "no classes": many[:3] + bytes([0]) + many[4:],
         "too many classes": many[:3] + bytes([P.MAX_CLASSES + 1]) + many[4:],
         "fewer classes than taps": many[:3] + bytes([4]) + many[4:],
         "more classes than taps": many[:3] + bytes([6]) + many[4:],
+        "no radius": many[:4] + bytes([0]) + many[5:],
+        "too large a radius": many[:4] + bytes([P.MAX_RADIUS + 1]) + many[5:],
+        "smaller radius than taps": many[:4] + bytes([P.RADIUS - 1]) + many[5:],
+        "one class as shape 2": shape2[:3] + bytes([1]) + shape2[4:],
+        "shape 2 of radius-3 taps": shape2,
     }
     for what, data in bad.items():
         with pytest.raises(BitstreamError):
