@@ -161,15 +161,18 @@ class LearnedCodec(Codec):
         entropy model limit the codec at high rates.
         """
         params = self.resolve_params(params)
-        picture = self._unquantized(image, params)
+        picture, guides = self._unquantized(image, params)
         if params["postfilter"] == "off":
             return picture
-        chosen = postfilter.choose(image, picture, coded_bytes=math.inf, force=params["postfilter"] == "on")
+        chosen = postfilter.choose(image, picture, coded_bytes=math.inf, force=params["postfilter"] == "on",
+                                   guides=guides)
         return chosen[1] if chosen is not None else picture
 
     @abc.abstractmethod
-    def _unquantized(self, image: np.ndarray, params: dict[str, Any]) -> np.ndarray:
-        """:meth:`unquantized` before the post-filter, ``params`` resolved."""
+    def _unquantized(self, image: np.ndarray,
+                     params: dict[str, Any]) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+        """:meth:`unquantized` before the post-filter, ``params`` resolved, and the post-filter's
+        guides (:meth:`_postfilter_guides`) on the way to it."""
 
     def channel_bits(self, image: np.ndarray, **params: Any) -> np.ndarray:
         """``(M,)`` float64: the bits each latent channel of ``y`` costs on ``image`` at
@@ -209,7 +212,8 @@ class LearnedCodec(Codec):
             header = self._header_params({**params, "postfilter": "on"})
             sized = {**result.sections, PICTURE_CHECK: bytes(PICTURE_CHECK_BYTES)}  # only its size counts
             coded = len(self._container(result.width, result.height, header, sized))
-            chosen = postfilter.choose(original, result.image, coded, force=params["postfilter"] == "on")
+            chosen = postfilter.choose(original, result.image, coded, force=params["postfilter"] == "on",
+                                       guides=self._postfilter_guides(result))
         if chosen is not None:
             payload, filtered = chosen
             result.sections[postfilter.SECTION] = payload
@@ -220,6 +224,13 @@ class LearnedCodec(Codec):
         result.bitstream = self._container(result.width, result.height, self._header_params(params),
                                            result.sections)
         result.encode_ms += (time.perf_counter() - t0) * 1e3
+
+    def _postfilter_guides(self, result: CodecResult) -> tuple[np.ndarray, ...]:
+        """The pictures, besides the decoded one, that the post-filter may mix in
+        (:mod:`codec.postfilter`): ``(H, W, 3)`` uint8, made by the decoder on its way to
+        ``result.image`` (before the post-filter), the same in encoder and decoder, most useful
+        first. None by default."""
+        return ()
 
     def _header_params(self, params: dict[str, Any]) -> dict[str, Any]:
         """The parameters as the file stores them: switches the encoder decided as booleans."""
@@ -234,7 +245,8 @@ class LearnedCodec(Codec):
         if not on:
             return
         t0 = time.perf_counter()
-        _show_filtered(result, postfilter.apply(result.image, postfilter.unpack(sections[postfilter.SECTION])))
+        pf = postfilter.unpack(sections[postfilter.SECTION])
+        _show_filtered(result, postfilter.apply(result.image, pf, self._postfilter_guides(result)))
         result.decode_ms += (time.perf_counter() - t0) * 1e3
 
     # -- weights ------------------------------------------------------------------------------

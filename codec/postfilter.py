@@ -9,7 +9,8 @@ is the adaptive loop filter of VVC in its simplest form, for one image rather th
 
 Every output channel c is the decoded channel plus a correction::
 
-    out_c = dec_c + Σ_c' a[c, c'] · (dec_c' − 128) + Σ_{c', k} w[c, c', k] · D_k(dec_c') + b_c
+    out_c = dec_c + Σ_c' a[c, c'] · (dec_c' − 128) + Σ_{c', k} w[c, c', k] · D_k(dec_c')
+                  + Σ_{g, c'} v[c, g, c'] · (guide_g,c' − dec_c') + b_c
 
 a colour matrix on the centred pixel and, for each point-symmetric pair of offsets {d, −d} of a
 diamond |dy| + |dx| ≤ r (r = 3, 25 pixels: VVC's luma filter is a diamond of radius 3, too), a
@@ -17,7 +18,11 @@ tap on the second difference
 ``D_k(x)(p) = x(p+d) + x(p−d) − 2 x(p)``, which is zero wherever the picture is flat or linear.
 Coding the filter in these terms rather than as raw window taps spans the same filters but keeps
 their quantisation error off smooth areas (a raw tap's rounding error multiplies the pixel value
-itself). The taps are integers at a scale of 2^F; the decoder applies them to the 8-bit decoded
+itself). Guides are other pictures the decoder has made on its way to ``dec``, which the
+codec names (the hybrid's JPEG base and, where the refinement filter ran, its picture before
+it): a tap on each guide's difference from the decoded picture lets the encoder take back,
+per image and per channel, part of what the decoder's last stages did (the refinement filter
+too strong or too weak on this picture, say). The taps are integers at a scale of 2^F; the decoder applies them to the 8-bit decoded
 image with float64 arithmetic on integer values, where every product and partial sum is an
 integer far below 2^53, hence exact in any order of summation: the filtered picture is identical
 wherever it is decoded. (Float32 would be
@@ -25,10 +30,11 @@ faster, but its 2^24 would bound the taps to about ±4, and least squares over t
 colour channels gives opposing taps of ±10 that matter.)
 
 Section payload (``postfilter``): ``shape u8 | F u8 | k u8``, with shape 3 ``classes u8 |
-radius u8`` more (shape 2: ``classes u8``, radius 2; shape 1: one class, radius 2; both written
-before shape 3 existed), then for each class and each output channel ``num_features(radius)``
-Exp-Golomb-k codes of zigzag-mapped integers (per input channel its colour tap and its pair
-taps, then the offset), zero-padded to a byte.
+radius u8 | guides u8`` more (shape 2: ``classes u8``, radius 2, no guides; shape 1: one class,
+radius 2, no guides; both written before shape 3 existed), then for each class and each output
+channel ``num_features(radius, guides)`` Exp-Golomb-k codes of zigzag-mapped integers (per input
+channel its colour tap and its pair taps, then per guide its three channels' taps, then the
+offset), zero-padded to a byte.
 """
 
 from __future__ import annotations
@@ -36,7 +42,7 @@ from __future__ import annotations
 import math
 import functools
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -49,8 +55,9 @@ __all__ = ["SECTION", "PostFilter", "activity_classes", "pairs", "num_features",
 SECTION = "postfilter"
 SHAPE_ONE = 1  # one filter for the whole picture, radius 2 (read, no longer written)
 SHAPE_CLASSES = 2  # one filter per activity class, radius 2 (read, no longer written)
-SHAPE_RADIUS = 3  # one filter per activity class, the diamond's radius given
+SHAPE_LAYOUT = 3  # one filter per activity class, the diamond's radius and the guides given
 OLD_RADIUS = 2  # the radius of shapes 1 and 2
+MAX_GUIDES = 4
 MAX_CLASSES = 16
 # The class counts the encoder tries. All divide _FINE_CLASSES, so every one of them is a union
 # of consecutive fine classes and one pass of sums over the fine classes fits them all.
@@ -86,13 +93,12 @@ def per_channel(radius: int) -> int:
     return 1 + len(pairs(radius))
 
 
-def num_features(radius: int) -> int:
-    """Features per output channel: three input channels' and the offset, last."""
-    return 3 * per_channel(radius) + 1
+def num_features(radius: int, guides: int = 0) -> int:
+    """Features per output channel: three input channels', three per guide, and the offset, last."""
+    return 3 * per_channel(radius) + 3 * guides + 1
 
 
 NUM_FEATURES = num_features(RADIUS)
-_RADIUS_OF = {num_features(r): r for r in range(1, MAX_RADIUS + 1)}
 # Design matrices are built a band of rows at a time, about this many pixels each (5 MB of
 # features, which runs faster than twice or half that), whatever the image size.
 _PIXELS_PER_BLOCK = 1 << 14
@@ -104,25 +110,25 @@ _FIT_SUBSAMPLE_FROM = 256 * 256
 
 @dataclass(frozen=True)
 class PostFilter:
-    """Integer taps ``(classes, 3, num_features(radius))`` at the scale ``2 ** fraction_bits``
-    (a ``(3, F)`` array is one class); the number of features gives the diamond's radius."""
+    """Integer taps ``(classes, 3, num_features(radius, guides))`` at the scale
+    ``2 ** fraction_bits`` (a ``(3, F)`` array is one class)."""
 
     taps: np.ndarray
     fraction_bits: int = FRACTION_BITS
+    radius: int = RADIUS
+    guides: int = 0
 
     def __post_init__(self) -> None:
         taps = np.asarray(self.taps, dtype=np.int64)
-        if taps.shape[-1] not in _RADIUS_OF:
-            raise ValueError(f"post-filter taps need {sorted(_RADIUS_OF)} features, not {taps.shape[-1]}")
-        object.__setattr__(self, "taps", taps.reshape(-1, 3, taps.shape[-1]))
+        count = num_features(self.radius, self.guides)
+        if taps.shape[-1] != count:
+            raise ValueError(f"a post-filter of radius {self.radius} with {self.guides} guides has "
+                             f"{count} taps a channel, not {taps.shape[-1]}")
+        object.__setattr__(self, "taps", taps.reshape(-1, 3, count))
 
     @property
     def classes(self) -> int:
         return self.taps.shape[0]
-
-    @property
-    def radius(self) -> int:
-        return _RADIUS_OF[self.taps.shape[-1]]
 
 
 def activity(image: np.ndarray) -> np.ndarray:
@@ -155,14 +161,16 @@ def activity_classes(image: np.ndarray, classes: int) -> np.ndarray:
     return np.searchsorted(bounds, act, side="right").astype(np.uint8)
 
 
-def _bands(image: np.ndarray, step: int, r: int) -> Iterator[tuple[int, int, np.ndarray]]:
+def _bands(image: np.ndarray, step: int, r: int,
+           guides: Sequence[np.ndarray] = ()) -> Iterator[tuple[int, int, np.ndarray]]:
     """``(y0, y1, features)`` for bands of every ``step``-th row of ``image``: the float64
-    ``(num_features(r), pixels)`` matrix of raw features of the diamond of radius ``r`` on rows
-    ``y0:y1:step``, columns ``::step``, one feature a row (written in place: stacking columns
-    cost as much as the filtering). Raw features are, per input channel, the centred pixel
-    x − 128 and each pair's sum x(p+d) + x(p−d), then 1; :func:`_raw_to_taps` maps them to the
-    taps' features. Summing a pair is one pass where its second difference would be two."""
-    count, each = num_features(r), per_channel(r)
+    ``(num_features(r, len(guides)), pixels)`` matrix of raw features of the diamond of radius
+    ``r`` on rows ``y0:y1:step``, columns ``::step``, one feature a row (written in place:
+    stacking columns cost as much as the filtering). Raw features are, per input channel, the
+    centred pixel x − 128 and each pair's sum x(p+d) + x(p−d), then each guide's difference from
+    ``image`` per channel, then 1; :func:`_raw_to_taps` maps them to the taps' features. Summing
+    a pair is one pass where its second difference would be two."""
+    count, each = num_features(r, len(guides)), per_channel(r)
     h, w = image.shape[:2]
     # uint8, a channel a plane: the sums below convert as they read.
     padded = np.ascontiguousarray(np.pad(image, ((r, r), (r, r), (0, 0)), mode="edge").transpose(2, 0, 1))
@@ -181,15 +189,19 @@ def _bands(image: np.ndarray, step: int, r: int) -> Iterator[tuple[int, int, np.
                 plus = band[c, r + dy:r + dy + y1 - y0:step, r + dx:r + dx + w:step]
                 minus = band[c, r - dy:r - dy + y1 - y0:step, r - dx:r - dx + w:step]
                 np.add(plus, minus, out=rows_of[k], dtype=np.float64)
+        for g, guide in enumerate(guides):
+            for c in range(3):
+                np.subtract(guide[y0:y1:step, ::step, c], image[y0:y1:step, ::step, c],
+                            out=rows_of[3 * each + 3 * g + c], dtype=np.float64)
         features[-1] = 1.0
         yield y0, y1, features
 
 
 @functools.cache
-def _raw_to_taps(r: int) -> np.ndarray:
+def _raw_to_taps(r: int, guides: int) -> np.ndarray:
     """``(F, F)`` int64 ``T`` with taps' features = ``T`` @ raw features (:func:`_bands`): a pair's
     second difference x(p+d) + x(p−d) − 2x(p) is its sum − 2(x − 128) − 256 · 1."""
-    count, each = num_features(r), per_channel(r)
+    count, each = num_features(r, guides), per_channel(r)
     t = np.eye(count, dtype=np.int64)
     for c in range(3):
         first = c * each
@@ -220,6 +232,10 @@ class _Sums:
 
         return _Sums(merge(self.gram), merge(self.rhs), merge(self.energy))
 
+    def features(self, keep: np.ndarray) -> "_Sums":
+        """The sums of the features ``keep`` alone (a filter without some guides)."""
+        return _Sums(self.gram[:, keep][:, :, keep], self.rhs[:, keep], self.energy)
+
 
 def _coarse(fine: int, classes: int) -> np.ndarray:
     """``(fine,)`` uint8: the class among ``classes`` of each of ``fine`` activity classes, where
@@ -228,14 +244,16 @@ def _coarse(fine: int, classes: int) -> np.ndarray:
     return (np.arange(fine) * classes // fine).astype(np.uint8)
 
 
-def _sums(original: np.ndarray, decoded: np.ndarray, cls: np.ndarray, fine: int, radius: int) -> _Sums:
-    """The sums over the ``fine`` classes of the class map ``cls``, for the diamond of ``radius``."""
+def _sums(original: np.ndarray, decoded: np.ndarray, cls: np.ndarray, fine: int, radius: int,
+          guides: Sequence[np.ndarray] = ()) -> _Sums:
+    """The sums over the ``fine`` classes of the class map ``cls``, for the diamond of ``radius``
+    and the ``guides``."""
     step = _FIT_STEP if decoded.shape[0] * decoded.shape[1] >= _FIT_SUBSAMPLE_FROM else 1
-    count = num_features(radius)
+    count = num_features(radius, len(guides))
     gram = np.zeros((fine, count, count))
     rhs = np.zeros((fine, count, 3))
     energy = np.zeros(fine)
-    for y0, y1, a in _bands(decoded, step, radius):
+    for y0, y1, a in _bands(decoded, step, radius, guides):
         target = (original[y0:y1:step, ::step].astype(np.float64) - decoded[y0:y1:step, ::step]).reshape(-1, 3)
         for c, columns in _by_class(cls[y0:y1:step, ::step].reshape(-1), fine):
             part, t = a[:, columns], target[columns]
@@ -244,7 +262,7 @@ def _sums(original: np.ndarray, decoded: np.ndarray, cls: np.ndarray, fine: int,
             energy[c] += float(np.sum(t * t))
     # From the raw features' sums to the taps' (exact up to float64 rounding: the least
     # squares are then solved and quantised in the basis the taps are sent in).
-    to_taps = _raw_to_taps(radius).astype(np.float64)
+    to_taps = _raw_to_taps(radius, len(guides)).astype(np.float64)
     return _Sums(to_taps @ gram @ to_taps.T, to_taps @ rhs, energy)
 
 
@@ -285,35 +303,47 @@ def _predicted_energy(sums: _Sums, pf: "PostFilter") -> float:
     return max(total, 0.0)
 
 
-def fit(original: np.ndarray, decoded: np.ndarray, classes: int = 1, radius: int = RADIUS) -> np.ndarray:
-    """Least-squares taps (float, ``(classes, 3, num_features(radius))``) taking ``decoded``
-    towards ``original``, one filter per activity class."""
-    return _solve(_sums(original, decoded, activity_classes(decoded, classes), classes, radius))
+def fit(original: np.ndarray, decoded: np.ndarray, classes: int = 1, radius: int = RADIUS,
+        guides: Sequence[np.ndarray] = ()) -> np.ndarray:
+    """Least-squares taps (float, ``(classes, 3, num_features(radius, len(guides)))``) taking
+    ``decoded`` towards ``original``, one filter per activity class."""
+    return _solve(_sums(original, decoded, activity_classes(decoded, classes), classes, radius, guides))
 
 
-def quantize(taps: np.ndarray, fraction_bits: int = FRACTION_BITS) -> PostFilter:
+def quantize(taps: np.ndarray, fraction_bits: int = FRACTION_BITS, radius: int = RADIUS,
+             guides: int = 0) -> PostFilter:
     q = np.clip(np.round(taps * (1 << fraction_bits)), -MAX_TAP + 1, MAX_TAP - 1).astype(np.int64)
-    return PostFilter(q, fraction_bits)
+    return PostFilter(q, fraction_bits, radius, guides)
 
 
-def apply(decoded: np.ndarray, pf: PostFilter) -> np.ndarray:
-    """The filtered 8-bit image: exact integer arithmetic, identical on every machine."""
-    return _apply(decoded, pf, activity_classes(decoded, pf.classes))
+def apply(decoded: np.ndarray, pf: PostFilter, guides: Sequence[np.ndarray] = ()) -> np.ndarray:
+    """The filtered 8-bit image: exact integer arithmetic, identical on every machine.
+    ``guides``: the codec's guide pictures, of which the filter uses the first ``pf.guides``
+    (:class:`BitstreamError` where the codec has fewer)."""
+    return _apply(decoded, pf, activity_classes(decoded, pf.classes), guides)
 
 
-def _apply(decoded: np.ndarray, pf: PostFilter, cls: np.ndarray) -> np.ndarray:
+def _apply(decoded: np.ndarray, pf: PostFilter, cls: np.ndarray,
+           guides: Sequence[np.ndarray] = ()) -> np.ndarray:
     """:func:`apply` with the picture's class map ``cls`` given."""
+    if len(guides) < pf.guides:
+        raise BitstreamError(f"the postfilter section uses {pf.guides} guide pictures; this codec has "
+                             f"{len(guides)} here")
+    guides = guides[:pf.guides]
+    for guide in guides:
+        if guide.shape != decoded.shape or guide.dtype != np.uint8:
+            raise ValueError(f"a guide picture must be {decoded.shape} uint8, not {guide.shape} {guide.dtype}")
     f = pf.fraction_bits
     w = decoded.shape[1]
     # dec_c · 2^F + 2^(F-1) folded into the taps: 2^F more on each channel's centred pixel
     # (x - 128) and 128 · 2^F + 2^(F-1) more on the offset.
-    weights = (pf.taps @ _raw_to_taps(pf.radius)).astype(np.float64)  # integers, < 2^26
+    weights = (pf.taps @ _raw_to_taps(pf.radius, pf.guides)).astype(np.float64)  # integers, < 2^26
     for c in range(3):
         weights[:, c, c * per_channel(pf.radius)] += 1 << f
     weights[:, :, -1] += 128 * (1 << f) + (1 << (f - 1))
     scale = 1.0 / (1 << f)
     out = np.empty_like(decoded)
-    for y0, y1, a in _bands(decoded, 1, pf.radius):
+    for y0, y1, a in _bands(decoded, 1, pf.radius, guides):
         if pf.classes == 1:
             acc = weights[0] @ a  # (3, pixels)
         else:
@@ -350,7 +380,7 @@ def pack(pf: PostFilter) -> bytes:
     stream = "".join(bits)
     stream += "0" * (-len(stream) % 8)
     body = int(stream, 2).to_bytes(len(stream) // 8, "big") if stream else b""
-    return bytes([SHAPE_RADIUS, pf.fraction_bits, k, pf.classes, pf.radius]) + body
+    return bytes([SHAPE_LAYOUT, pf.fraction_bits, k, pf.classes, pf.radius, pf.guides]) + body
 
 
 def unpack(payload: bytes) -> PostFilter:
@@ -358,25 +388,26 @@ def unpack(payload: bytes) -> PostFilter:
     if len(payload) < 3:
         raise BitstreamError("postfilter section is truncated")
     shape, f, k = payload[0], payload[1], payload[2]
-    if shape not in (SHAPE_ONE, SHAPE_CLASSES, SHAPE_RADIUS):
+    if shape not in (SHAPE_ONE, SHAPE_CLASSES, SHAPE_LAYOUT):
         raise BitstreamError(f"postfilter section has unknown shape {shape} (this build knows "
-                             f"{SHAPE_ONE} to {SHAPE_RADIUS})")
+                             f"{SHAPE_ONE} to {SHAPE_LAYOUT})")
     if not 1 <= f <= MAX_FRACTION_BITS or k > 15:
         raise BitstreamError(f"postfilter section has invalid scale 2^{f} or code order {k}")
-    classes, radius, start = 1, OLD_RADIUS, 3
+    classes, radius, guides, start = 1, OLD_RADIUS, 0, 3
     if shape == SHAPE_CLASSES:
         if len(payload) < 4 or not 2 <= payload[3] <= MAX_CLASSES:
             raise BitstreamError(f"postfilter section needs 2 to {MAX_CLASSES} classes, has "
                                  f"{payload[3] if len(payload) > 3 else 'none'}")
         classes, start = payload[3], 4
-    elif shape == SHAPE_RADIUS:
-        if len(payload) < 5:
+    elif shape == SHAPE_LAYOUT:
+        if len(payload) < 6:
             raise BitstreamError("postfilter section is truncated")
-        classes, radius, start = payload[3], payload[4], 5
-        if not 1 <= classes <= MAX_CLASSES or not 1 <= radius <= MAX_RADIUS:
-            raise BitstreamError(f"postfilter section needs 1 to {MAX_CLASSES} classes and a radius of "
-                                 f"1 to {MAX_RADIUS}, has {classes} and {radius}")
-    count = num_features(radius)
+        classes, radius, guides, start = payload[3], payload[4], payload[5], 6
+        if not 1 <= classes <= MAX_CLASSES or not 1 <= radius <= MAX_RADIUS or guides > MAX_GUIDES:
+            raise BitstreamError(f"postfilter section needs 1 to {MAX_CLASSES} classes, a radius of 1 to "
+                                 f"{MAX_RADIUS} and at most {MAX_GUIDES} guides, has {classes}, {radius} "
+                                 f"and {guides}")
+    count = num_features(radius, guides)
     bits = "".join(format(b, "08b") for b in payload[start:])
     pos, values = 0, []
     for _ in range(classes * 3 * count):
@@ -395,7 +426,7 @@ def unpack(payload: bytes) -> PostFilter:
     taps = np.array(values, dtype=np.int64).reshape(classes, 3, count)
     if np.abs(taps).max() >= MAX_TAP:
         raise BitstreamError("postfilter section has out-of-range taps")
-    return PostFilter(taps, f)
+    return PostFilter(taps, f, radius, guides)
 
 
 def _sse(a: np.ndarray, b: np.ndarray) -> float:
@@ -409,32 +440,39 @@ def _cost_db(payload: bytes, coded_bytes: float) -> float:
     return DB_PER_DOUBLING * math.log2(1 + added / max(coded_bytes, 1))
 
 
-def choose(original: np.ndarray, decoded: np.ndarray, coded_bytes: float,
-           force: bool = False) -> tuple[bytes, np.ndarray] | None:
+def choose(original: np.ndarray, decoded: np.ndarray, coded_bytes: float, force: bool = False,
+           guides: Sequence[np.ndarray] = ()) -> tuple[bytes, np.ndarray] | None:
     """Fit, quantise and measure the filter: its payload and the filtered image; None when it
     does not lower the error or its gain does not pay for its bytes (``coded_bytes``: the
-    file's size without it), unless ``force``.
+    file's size without it), unless ``force``. ``guides``: the codec's guide pictures, of which
+    the filter may use the first few.
 
-    Of the class counts ``CLASS_COUNTS`` and the scales ``FRACTION_CHOICES``, the pair kept is
-    the one whose predicted gain (from the least-squares sums) pays best for its taps' bytes;
-    the final picture is then measured.
+    Of the class counts ``CLASS_COUNTS``, the scales ``FRACTION_CHOICES`` and the numbers of
+    guides, the filter kept is the one whose predicted gain (from the least-squares sums) pays
+    best for its taps' bytes; the final picture is then measured.
     """
+    guides = tuple(guides[:MAX_GUIDES])
     fine_cls = activity_classes(decoded, _FINE_CLASSES)
-    fine = _sums(original, decoded, fine_cls, _FINE_CLASSES, RADIUS)
-    before_fit = float(np.sum(fine.energy))
+    every = _sums(original, decoded, fine_cls, _FINE_CLASSES, RADIUS, guides)
+    diamond = 3 * per_channel(RADIUS)
+    before_fit = float(np.sum(every.energy))
     best = None
-    for classes in CLASS_COUNTS:
-        sums = fine.merged(classes)
-        taps = _solve(sums)
-        for fraction_bits in FRACTION_CHOICES:
-            pf = quantize(taps, fraction_bits)
-            payload = pack(pf)
-            after = _predicted_energy(sums, pf)
-            net = (10 * math.log10(before_fit / after) if 0 < after < before_fit else 0.0) - _cost_db(payload, coded_bytes)
-            if best is None or net > best[0]:
-                best = (net, pf, payload)
+    for used in range(len(guides) + 1):
+        keep = np.r_[0:diamond + 3 * used, num_features(RADIUS, len(guides)) - 1]
+        fine = every.features(keep)
+        for classes in CLASS_COUNTS:
+            sums = fine.merged(classes)
+            taps = _solve(sums)
+            for fraction_bits in FRACTION_CHOICES:
+                pf = quantize(taps, fraction_bits, RADIUS, used)
+                payload = pack(pf)
+                after = _predicted_energy(sums, pf)
+                gain = 10 * math.log10(before_fit / after) if 0 < after < before_fit else 0.0
+                net = gain - _cost_db(payload, coded_bytes)
+                if best is None or net > best[0]:
+                    best = (net, pf, payload)
     _, pf, payload = best
-    filtered = _apply(decoded, pf, _coarse(_FINE_CLASSES, pf.classes)[fine_cls])
+    filtered = _apply(decoded, pf, _coarse(_FINE_CLASSES, pf.classes)[fine_cls], guides)
     before, after = _sse(original, decoded), _sse(original, filtered)
     if not force:
         if after >= before:

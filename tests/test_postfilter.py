@@ -28,7 +28,7 @@ def _classes(image: np.ndarray, count: int) -> np.ndarray:
     return sum((act >= b).astype(np.int64) for b in bounds) if bounds else np.zeros_like(act)
 
 
-def _direct(decoded: np.ndarray, pf: P.PostFilter) -> np.ndarray:
+def _direct(decoded: np.ndarray, pf: P.PostFilter, guides=()) -> np.ndarray:
     """The filter written out in int64 from its definition, pixel sums and all: each class's
     filter on the whole picture, each pixel taken from its class's."""
     r, f, each = pf.radius, pf.fraction_bits, P.per_channel(pf.radius)
@@ -46,6 +46,10 @@ def _direct(decoded: np.ndarray, pf: P.PostFilter) -> np.ndarray:
                 for (dy, dx), t in zip(P.pairs(r), taps[1:]):
                     pair = pad[r + dy:r + dy + h, r + dx:r + dx + w, ci] + pad[r - dy:r - dy + h, r - dx:r - dx + w, ci]
                     acc = acc + t * (pair - 2 * centre)
+            for g, guide in enumerate(guides):
+                for ci in range(3):
+                    t = class_taps[c, 3 * each + 3 * g + ci]
+                    acc = acc + t * (guide[..., ci].astype(np.int64) - decoded[..., ci])
             out[..., c] = np.where(cls == k, np.clip((acc + (1 << (f - 1))) >> f, 0, 255), out[..., c])
     return out.astype(np.uint8)
 
@@ -57,20 +61,25 @@ def _direct(decoded: np.ndarray, pf: P.PostFilter) -> np.ndarray:
                           (40, 57, P.MAX_TAP - 1, 1 << 15, P.MAX_CLASSES, P.RADIUS),
                           (40, 57, 4000, 500, 3, P.OLD_RADIUS), (9, 13, 4000, 1 << 15, 2, 1),
                           (40, 57, P.MAX_TAP - 1, 500, 2, P.MAX_RADIUS)])
-def test_apply_is_the_integer_filter_exactly(rng, monkeypatch, h, w, bound, block, classes, radius):
+@pytest.mark.parametrize("guides", [0, 2])
+def test_apply_is_the_integer_filter_exactly(rng, monkeypatch, h, w, bound, block, classes, radius, guides):
     monkeypatch.setattr(P, "_PIXELS_PER_BLOCK", block)  # 500: bands of 7 rows
     image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
     image[: h // 2] //= 16  # a flatter half, so that the classes differ
-    features = P.num_features(radius)
-    pf = P.PostFilter(rng.integers(-bound, bound + 1, (classes, 3, features)), 8)
-    assert pf.radius == radius
-    assert np.array_equal(P.apply(image, pf), _direct(image, pf))
+    pictures = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for _ in range(guides + 1)]  # one unused
+    features = P.num_features(radius, guides)
+    pf = P.PostFilter(rng.integers(-bound, bound + 1, (classes, 3, features)), 8, radius, guides)
+    assert np.array_equal(P.apply(image, pf, pictures), _direct(image, pf, pictures[:guides]))
     # The largest sums the format allows: every tap at its bound, on the most extreme pixels.
     extreme = np.where(rng.random((h, w, 3)) < 0.5, 0, 255).astype(np.uint8)
-    worst = P.PostFilter(np.full((classes, 3, features), -(P.MAX_TAP - 1)), P.MAX_FRACTION_BITS)
-    assert np.array_equal(P.apply(extreme, worst), _direct(extreme, worst))
-    identity = P.PostFilter(np.zeros((classes, 3, features), dtype=np.int64), 8)
-    assert np.array_equal(P.apply(image, identity), image)
+    opposite = [255 - extreme] * (guides + 1)
+    worst = P.PostFilter(np.full((classes, 3, features), -(P.MAX_TAP - 1)), P.MAX_FRACTION_BITS, radius, guides)
+    assert np.array_equal(P.apply(extreme, worst, opposite), _direct(extreme, worst, opposite[:guides]))
+    identity = P.PostFilter(np.zeros((classes, 3, features), dtype=np.int64), 8, radius, guides)
+    assert np.array_equal(P.apply(image, identity, pictures), image)
+    if guides:
+        with pytest.raises(BitstreamError, match="guide"):
+            P.apply(image, pf, pictures[:guides - 1])
 
 
 def test_activity_classes_follow_their_definition_and_nest(photo, rng):
@@ -133,6 +142,29 @@ def test_classes_undo_what_differs_between_flat_and_busy_areas(photo):
     assert P.unpack(payload).classes > 1 and error(picture) <= error(two)
 
 
+def test_guides_bring_back_what_the_decoder_had(photo, rng):
+    """A guide holding what the decoded picture lost (here half of it) is worth its taps: the
+    encoder uses as many guides as it needs, first ones first, and the decoder, given the same
+    guides, makes the same picture."""
+    x = photo.astype(np.float64)
+    blurred = (x + np.roll(x, 1, 0) + np.roll(x, -1, 0) + np.roll(x, 1, 1) + np.roll(x, -1, 1)) / 5
+    decoded = np.clip(np.round(blurred), 0, 255).astype(np.uint8)
+    halfway = np.clip(np.round((x + decoded) / 2), 0, 255).astype(np.uint8)
+    noise = rng.integers(0, 256, photo.shape, dtype=np.uint8)
+
+    def error(a):
+        return float(np.sum((a.astype(np.float64) - photo) ** 2))
+
+    plain = P.choose(photo, decoded, coded_bytes=50_000)
+    for guides, used in (((halfway,), 1), ((noise, halfway), 2)):
+        payload, picture = P.choose(photo, decoded, coded_bytes=50_000, guides=guides)
+        pf = P.unpack(payload)
+        assert pf.guides == used and error(picture) < 0.2 * error(plain[1])
+        assert np.array_equal(P.apply(decoded, pf, guides), picture)
+    _, picture = P.choose(photo, decoded, coded_bytes=50_000, guides=(noise,))
+    assert abs(error(picture) / error(plain[1]) - 1) < 0.01  # a useless guide gains nothing
+
+
 def test_section_round_trip_and_malformed_payloads(rng):
     pf = P.PostFilter(rng.integers(-1000, 1000, (3, P.NUM_FEATURES)), 7)
     payload = P.pack(pf)
@@ -142,16 +174,20 @@ def test_section_round_trip_and_malformed_payloads(rng):
     assert len(small) < len(payload)  # the code order follows the taps' size
     classed = P.PostFilter(rng.integers(-1000, 1000, (5, 3, P.NUM_FEATURES)), 8)
     many = P.pack(classed)
-    assert many[0] == payload[0] == P.SHAPE_RADIUS and many[3:5] == bytes([5, P.RADIUS]) and payload[3] == 1
+    assert many[0] == payload[0] == P.SHAPE_LAYOUT and many[3:6] == bytes([5, P.RADIUS, 0]) and payload[3] == 1
     assert np.array_equal(P.unpack(many).taps, classed.taps)
-    # Shapes 1 and 2, written before the radius was sent: the same codes, radius 2.
+    guided = P.PostFilter(rng.integers(-1000, 1000, (2, 3, P.num_features(2, 3))), 9, radius=2, guides=3)
+    back = P.unpack(P.pack(guided))
+    assert (back.radius, back.guides, back.fraction_bits) == (2, 3, 9) and np.array_equal(back.taps, guided.taps)
+    # Shapes 1 and 2, written before the radius and the guides were sent: the same codes,
+    # radius 2, no guides.
     for classes, shape in ((1, P.SHAPE_ONE), (4, P.SHAPE_CLASSES)):
-        old = P.PostFilter(rng.integers(-1000, 1000, (classes, 3, P.num_features(P.OLD_RADIUS))), 8)
+        old = P.PostFilter(rng.integers(-1000, 1000, (classes, 3, P.num_features(P.OLD_RADIUS))), 8, P.OLD_RADIUS)
         new = P.pack(old)
-        written = new[:3] + (bytes([classes]) if shape == P.SHAPE_CLASSES else b"") + new[5:]
+        written = new[:3] + (bytes([classes]) if shape == P.SHAPE_CLASSES else b"") + new[6:]
         back = P.unpack(bytes([shape]) + written[1:])
-        assert back.radius == P.OLD_RADIUS and np.array_equal(back.taps, old.taps)
-    shape2 = bytes([P.SHAPE_CLASSES]) + many[1:3] + bytes([5]) + many[5:]
+        assert (back.radius, back.guides) == (P.OLD_RADIUS, 0) and np.array_equal(back.taps, old.taps)
+    shape2 = bytes([P.SHAPE_CLASSES]) + many[1:3] + bytes([5]) + many[6:]
     bad = {
         "truncated": payload[:-3],
         "empty": b"",
@@ -163,6 +199,7 @@ def test_section_round_trip_and_malformed_payloads(rng):
         "all ones": payload[:3] + b"\xff" * 8,
         "classes cut off": many[:3],
         "radius cut off": many[:4],
+        "guides cut off": many[:5],
         "no classes": many[:3] + bytes([0]) + many[4:],
         "too many classes": many[:3] + bytes([P.MAX_CLASSES + 1]) + many[4:],
         "fewer classes than taps": many[:3] + bytes([4]) + many[4:],
@@ -170,6 +207,8 @@ def test_section_round_trip_and_malformed_payloads(rng):
         "no radius": many[:4] + bytes([0]) + many[5:],
         "too large a radius": many[:4] + bytes([P.MAX_RADIUS + 1]) + many[5:],
         "smaller radius than taps": many[:4] + bytes([P.RADIUS - 1]) + many[5:],
+        "too many guides": many[:5] + bytes([P.MAX_GUIDES + 1]) + many[6:],
+        "more guides than taps": many[:5] + bytes([1]) + many[6:],
         "one class as shape 2": shape2[:3] + bytes([1]) + shape2[4:],
         "shape 2 of radius-3 taps": shape2,
     }

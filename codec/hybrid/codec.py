@@ -179,17 +179,28 @@ class HybridCodec(LearnedCodec):
     def _header_params(self, params: dict[str, Any]) -> dict[str, Any]:
         return {**super()._header_params(params), "refine": params["refine"] == "on"}
 
-    def _unquantized(self, image: np.ndarray, params: dict[str, Any]) -> np.ndarray:
+    def _unquantized(self, image: np.ndarray,
+                     params: dict[str, Any]) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
         """Base + residual with the latent left unquantized, refined as ``refine`` says (``auto``:
-        where that is closer to ``image``): what no rate can exceed."""
+        where that is closer to ``image``): what no rate can exceed; and its guides."""
         h, w = image.shape[:2]
-        _, _, x, b = self._inputs(image, {**params, "base_scan": PICTURE_SCAN})
+        _, base, x, b = self._inputs(image, {**params, "base_scan": PICTURE_SCAN})
         out = self.model.unquantized(x, b, refine=params["refine"] != "off")
         base_plus = tensor_to_image(out["x_hat"][..., :h, :w])
         if params["refine"] == "off":
-            return base_plus
+            return base_plus, (base,)
         refined = tensor_to_image(out["x_refined"][..., :h, :w])
-        return refined if _chosen_refine(params["refine"], refined, base_plus, image) == "on" else base_plus
+        if _chosen_refine(params["refine"], refined, base_plus, image) == "on":
+            return refined, (base, base_plus)
+        return base_plus, (base,)
+
+    def _postfilter_guides(self, result: CodecResult) -> tuple[np.ndarray, ...]:
+        """The JPEG base and, where the refinement filter ran, base + residual: the post-filter
+        may then move the picture back towards the base or the unrefined picture (or past it)
+        by its own measure for each image and channel, which a filter trained on average
+        crops cannot."""
+        inter = result.intermediates
+        return (inter["jpeg_base"],) + ((inter["base_plus_residual"],) if "refined" in inter else ())
 
     def _channel_bits(self, image: np.ndarray, params: dict[str, Any]):
         import torch
