@@ -337,7 +337,8 @@ def _apply(decoded: np.ndarray, pf: PostFilter, cls: np.ndarray,
     w = decoded.shape[1]
     # dec_c · 2^F + 2^(F-1) folded into the taps: 2^F more on each channel's centred pixel
     # (x - 128) and 128 · 2^F + 2^(F-1) more on the offset.
-    weights = (pf.taps @ _raw_to_taps(pf.radius, pf.guides)).astype(np.float64)  # integers, < 2^26
+    # In the raw features: integers below 2^35 (the offset takes 256 times every pair tap).
+    weights = (pf.taps @ _raw_to_taps(pf.radius, pf.guides)).astype(np.float64)
     for c in range(3):
         weights[:, c, c * per_channel(pf.radius)] += 1 << f
     weights[:, :, -1] += 128 * (1 << f) + (1 << (f - 1))
