@@ -49,9 +49,11 @@ def test_info_names_the_post_filters_classes(tmp_path, png, capsys):
         classes = section["classes"]
         assert classes == shown if shown == 3 else classes.startswith(shown)
         assert section.get("radius") == (postfilter.RADIUS if shown == 3 else None)
+        assert section.get("guides") == (0 if shown == 3 else None)
         assert main(["info", str(lic)]) == 0
         line = [t for t in capsys.readouterr().out.splitlines() if "section postfilter" in t][0]
-        assert (f"(3 activity classes, diamond of radius {postfilter.RADIUS})" if shown == 3 else "unreadable") in line
+        assert (f"(3 activity classes, diamond of radius {postfilter.RADIUS}, 0 guides)" if shown == 3
+                else "unreadable") in line
 
 
 @pytest.mark.parametrize("argv_tail,needle", [
