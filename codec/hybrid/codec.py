@@ -48,8 +48,9 @@ __all__ = ["HybridCodec", "SWEEP", "SWEEPS"]
 #   standard: lic-codec grid ../shared/data/train/wikipedia --limit 3 --codec hybrid --weights hybrid-s9
 #     --param refine=false --param base_quality=5,10,15,20,30,45,60,80 --param rate=0,0.25,0.5,0.75,1
 #     (results/tuning/hybrid-s9-grid.json, the same hull as hybrid-gpu-s4's and hybrid-cpu-s2's);
-#   psnr: the hull of the mean of two grids (9 images) of the default weights with their default
-#     settings (refinement and post-filter as `auto` decides, format version 2):
+#   psnr: the hull of the mean of two grids (9 images) of hybrid-s13 (the default then; retired
+#     since, its file in the git history) with its default settings (refinement and post-filter
+#     as `auto` decided, format version 2):
 #     lic-codec grid ../shared/data/train/urban100 --limit 6 --codec hybrid --weights hybrid-s13
 #     --param base_tables=psnr --param base_quality=5,8,10,15,20,30,45,60,80
 #     --param rate=-1,-0.75,-0.5,-0.25,0,0.25,0.5,0.75,1 (results/tuning/hybrid-s13-grid.json), and
