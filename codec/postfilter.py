@@ -365,15 +365,27 @@ def _zigzag(v: np.ndarray) -> np.ndarray:
     return np.where(v >= 0, 2 * v, -2 * v - 1)
 
 
-def _eg_bits(values: np.ndarray, k: int) -> int:
-    u = _zigzag(values) + (1 << k)
-    return int(np.sum(2 * np.floor(np.log2(u)).astype(np.int64) + 1 - k))
+_ORDERS = np.arange(16)
+
+
+def _shortest_code(values: np.ndarray) -> tuple[int, int]:
+    """``(k, bits)``: the Exp-Golomb order that codes ``values`` (zigzag-mapped) in the fewest
+    bits, and that count; all orders at once."""
+    u = _zigzag(values)[None, :] + (1 << _ORDERS)[:, None]
+    bits = np.sum(2 * np.floor(np.log2(u)).astype(np.int64), axis=1) + values.size * (1 - _ORDERS)
+    k = int(np.argmin(bits))
+    return k, int(bits[k])
+
+
+def _payload_bytes(pf: PostFilter) -> int:
+    """``len(pack(pf))``, without writing the codes."""
+    return 6 + (_shortest_code(pf.taps.reshape(-1))[1] + 7) // 8
 
 
 def pack(pf: PostFilter) -> bytes:
     """The section payload, with the Exp-Golomb order that makes it shortest."""
     flat = pf.taps.reshape(-1)
-    k = min(range(16), key=lambda order: _eg_bits(flat, order))
+    k, _ = _shortest_code(flat)
     bits: list[str] = []
     for u in (_zigzag(flat) + (1 << k)).tolist():
         n = u.bit_length()
@@ -435,9 +447,9 @@ def _sse(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.sum(d * d))
 
 
-def _cost_db(payload: bytes, coded_bytes: float) -> float:
+def _cost_db(payload_bytes: int, coded_bytes: float) -> float:
     """What the section's bytes are worth in dB at the file's rate (``DB_PER_DOUBLING``)."""
-    added = len(payload) + container.section_entry_bytes(SECTION, len(payload))
+    added = payload_bytes + container.section_entry_bytes(SECTION, payload_bytes)
     return DB_PER_DOUBLING * math.log2(1 + added / max(coded_bytes, 1))
 
 
@@ -466,19 +478,19 @@ def choose(original: np.ndarray, decoded: np.ndarray, coded_bytes: float, force:
             taps = _solve(sums)
             for fraction_bits in FRACTION_CHOICES:
                 pf = quantize(taps, fraction_bits, RADIUS, used)
-                payload = pack(pf)
                 after = _predicted_energy(sums, pf)
                 gain = 10 * math.log10(before_fit / after) if 0 < after < before_fit else 0.0
-                net = gain - _cost_db(payload, coded_bytes)
+                net = gain - _cost_db(_payload_bytes(pf), coded_bytes)
                 if best is None or net > best[0]:
-                    best = (net, pf, payload)
-    _, pf, payload = best
+                    best = (net, pf)
+    _, pf = best
+    payload = pack(pf)
     filtered = _apply(decoded, pf, _coarse(_FINE_CLASSES, pf.classes)[fine_cls], guides)
     before, after = _sse(original, decoded), _sse(original, filtered)
     if not force:
         if after >= before:
             return None
         gain_db = 10 * math.log10(before / after) if after > 0 else math.inf
-        if gain_db <= _cost_db(payload, coded_bytes):
+        if gain_db <= _cost_db(len(payload), coded_bytes):
             return None
     return payload, filtered

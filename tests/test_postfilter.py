@@ -172,6 +172,8 @@ def test_section_round_trip_and_malformed_payloads(rng):
     assert back.fraction_bits == 7 and np.array_equal(back.taps, pf.taps)
     small = P.pack(P.PostFilter(rng.integers(-2, 3, (3, P.NUM_FEATURES)), 8))
     assert len(small) < len(payload)  # the code order follows the taps' size
+    for taps in (pf, P.PostFilter(np.zeros((2, 3, P.NUM_FEATURES))), P.PostFilter(rng.integers(-2, 3, (3, P.NUM_FEATURES)))):
+        assert P._payload_bytes(taps) == len(P.pack(taps))  # what the encoder's choice counts
     classed = P.PostFilter(rng.integers(-1000, 1000, (5, 3, P.NUM_FEATURES)), 8)
     many = P.pack(classed)
     assert many[0] == payload[0] == P.SHAPE_LAYOUT and many[3:6] == bytes([5, P.RADIUS, 0]) and payload[3] == 1
