@@ -377,9 +377,15 @@ def _shortest_code(values: np.ndarray) -> tuple[int, int]:
     return k, int(bits[k])
 
 
+def _header(pf: PostFilter, k: int) -> bytes:
+    """The payload's bytes before the codes (shape 3), ``k`` the codes' Exp-Golomb order."""
+    return bytes([SHAPE_LAYOUT, pf.fraction_bits, k, pf.classes, pf.radius, pf.guides])
+
+
 def _payload_bytes(pf: PostFilter) -> int:
     """``len(pack(pf))``, without writing the codes."""
-    return 6 + (_shortest_code(pf.taps.reshape(-1))[1] + 7) // 8
+    k, bits = _shortest_code(pf.taps.reshape(-1))
+    return len(_header(pf, k)) + (bits + 7) // 8
 
 
 def pack(pf: PostFilter) -> bytes:
@@ -393,7 +399,7 @@ def pack(pf: PostFilter) -> bytes:
     stream = "".join(bits)
     stream += "0" * (-len(stream) % 8)
     body = int(stream, 2).to_bytes(len(stream) // 8, "big") if stream else b""
-    return bytes([SHAPE_LAYOUT, pf.fraction_bits, k, pf.classes, pf.radius, pf.guides]) + body
+    return _header(pf, k) + body
 
 
 def unpack(payload: bytes) -> PostFilter:

@@ -93,6 +93,14 @@ def _chosen_refine(refine: str, refined: np.ndarray, base_plus: np.ndarray,
     return "on" if _squared_error(refined, original) < _squared_error(base_plus, original) else "off"
 
 
+def _guides(base: np.ndarray, unrefined: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
+    """The post-filter's guides, in the order the format fixes: the JPEG base and, where the
+    refinement filter ran, base + residual (``unrefined``). The post-filter may then move the
+    picture back towards either (or past it) by its own measure for each image and channel,
+    which a filter trained on average crops cannot."""
+    return (base,) if unrefined is None else (base, unrefined)
+
+
 # The scan that codes the base fastest; every scan decodes to the same picture, so what needs
 # the base's picture alone (the ceiling, the channels' bits) codes it in this one.
 PICTURE_SCAN = "baseline"
@@ -189,19 +197,15 @@ class HybridCodec(LearnedCodec):
         out = self.model.unquantized(x, b, refine=params["refine"] != "off")
         base_plus = tensor_to_image(out["x_hat"][..., :h, :w])
         if params["refine"] == "off":
-            return base_plus, (base,)
+            return base_plus, _guides(base)
         refined = tensor_to_image(out["x_refined"][..., :h, :w])
         if _chosen_refine(params["refine"], refined, base_plus, image) == "on":
-            return refined, (base, base_plus)
-        return base_plus, (base,)
+            return refined, _guides(base, unrefined=base_plus)
+        return base_plus, _guides(base)
 
     def _postfilter_guides(self, result: CodecResult) -> tuple[np.ndarray, ...]:
-        """The JPEG base and, where the refinement filter ran, base + residual: the post-filter
-        may then move the picture back towards the base or the unrefined picture (or past it)
-        by its own measure for each image and channel, which a filter trained on average
-        crops cannot."""
         inter = result.intermediates
-        return (inter["jpeg_base"],) + ((inter["base_plus_residual"],) if "refined" in inter else ())
+        return _guides(inter["jpeg_base"], inter["base_plus_residual"] if "refined" in inter else None)
 
     def _channel_bits(self, image: np.ndarray, params: dict[str, Any]):
         import torch
