@@ -195,7 +195,7 @@ def _cmd_info(args, options) -> int:
         shown = doc["sections"][postfilter.SECTION]
         try:
             pf = postfilter.unpack(c.sections[postfilter.SECTION])
-            shown.update(classes=pf.classes, radius=pf.radius, guides=pf.guides)
+            shown.update(classes=pf.classes, radius=pf.radius, guides=pf.guides, clip=pf.clip)
         except BitstreamError as err:
             shown["classes"] = f"unreadable: {err}"
     if args.json:
@@ -205,7 +205,8 @@ def _cmd_info(args, options) -> int:
     print(f"  image {c.width}x{c.height}, {len(data)} bytes, {doc['bpp']:.4f} bpp")
     print(f"  params: {', '.join(f'{k}={v}' for k, v in c.params.items()) or '-'}")
     for n, s in doc["sections"].items():
-        extra = (f"  ({s['classes']} activity classes, diamond of radius {s['radius']}, {s['guides']} guides)"
+        extra = (f"  ({s['classes']} activity classes, diamond of radius {s['radius']}, {s['guides']} guides, "
+                 f"{'luma differences clipped to ' + str(s['clip']) if s['clip'] else 'linear'})"
                  if isinstance(s.get("classes"), int) else s.get("classes", ""))
         print(f"  section {n:<12} {s['bytes']:>9} bytes  {s['bpp']:.4f} bpp{extra}")
     print(f"  container    {doc['container_bytes']:>11} bytes")

@@ -40,19 +40,24 @@ def test_info_names_the_post_filters_classes(tmp_path, png, capsys):
     lic = tmp_path / "a.lic"
     assert main(["encode", str(png), str(lic), "--codec", "jpeg"]) == 0
     c = container.unpack(lic.read_bytes())
-    taps = postfilter.PostFilter(np.zeros((3, 3, postfilter.NUM_FEATURES), dtype=np.int64))
-    for payload, shown in ((postfilter.pack(taps), 3), (b"\x09", "unreadable")):
+    linear = postfilter.PostFilter(np.zeros((3, 3, postfilter.NUM_FEATURES), dtype=np.int64))
+    clipped = postfilter.PostFilter(np.zeros((2, 3, postfilter.num_features(postfilter.RADIUS, 1, 32)), dtype=np.int64),
+                                    guides=1, clip=32)
+    for payload, shown in ((postfilter.pack(linear), (3, 0, 0, "0 guides, linear")),
+                           (postfilter.pack(clipped), (2, 1, 32, "1 guides, luma differences clipped to 32")),
+                           (b"\x09", None)):
         lic.write_bytes(container.pack(dataclasses.replace(c, sections={**c.sections, "postfilter": payload})))
         capsys.readouterr()
         assert main(["info", str(lic), "--json"]) == 0
         section = json.loads(capsys.readouterr().out)["sections"]["postfilter"]
-        classes = section["classes"]
-        assert classes == shown if shown == 3 else classes.startswith(shown)
-        assert section.get("radius") == (postfilter.RADIUS if shown == 3 else None)
-        assert section.get("guides") == (0 if shown == 3 else None)
+        if shown is None:
+            assert section["classes"].startswith("unreadable") and "radius" not in section
+        else:
+            assert (section["classes"], section["guides"], section["clip"]) == shown[:3]
+            assert section["radius"] == postfilter.RADIUS
         assert main(["info", str(lic)]) == 0
         line = [t for t in capsys.readouterr().out.splitlines() if "section postfilter" in t][0]
-        assert (f"(3 activity classes, diamond of radius {postfilter.RADIUS}, 0 guides)" if shown == 3
+        assert (f"({shown[0]} activity classes, diamond of radius {postfilter.RADIUS}, {shown[3]})" if shown
                 else "unreadable") in line
 
 

@@ -35,6 +35,10 @@ def _direct(decoded: np.ndarray, pf: P.PostFilter, guides=()) -> np.ndarray:
     h, w = decoded.shape[:2]
     pad = np.pad(decoded.astype(np.int64), ((r, r), (r, r), (0, 0)), mode="edge")
     cls = _classes(decoded, pf.classes)
+    luma = pad @ np.array([1, 2, 1])
+    clipped = [np.clip(luma[r + dy:r + dy + h, r + dx:r + dx + w] - luma[r:r + h, r:r + w], -pf.clip, pf.clip)
+               + np.clip(luma[r - dy:r - dy + h, r - dx:r - dx + w] - luma[r:r + h, r:r + w], -pf.clip, pf.clip)
+               for dy, dx in P.pairs(r)] if pf.clip else []
     out = np.empty(decoded.shape, dtype=np.int64)
     for k, class_taps in enumerate(pf.taps):
         for c in range(3):
@@ -46,9 +50,11 @@ def _direct(decoded: np.ndarray, pf: P.PostFilter, guides=()) -> np.ndarray:
                 for (dy, dx), t in zip(P.pairs(r), taps[1:]):
                     pair = pad[r + dy:r + dy + h, r + dx:r + dx + w, ci] + pad[r - dy:r - dy + h, r - dx:r - dx + w, ci]
                     acc = acc + t * (pair - 2 * centre)
+            for j, difference in enumerate(clipped):
+                acc = acc + class_taps[c, 3 * each + j] * difference
             for g, guide in enumerate(guides):
                 for ci in range(3):
-                    t = class_taps[c, 3 * each + 3 * g + ci]
+                    t = class_taps[c, 3 * each + len(clipped) + 3 * g + ci]
                     acc = acc + t * (guide[..., ci].astype(np.int64) - decoded[..., ci])
             out[..., c] = np.where(cls == k, np.clip((acc + (1 << (f - 1))) >> f, 0, 255), out[..., c])
     return out.astype(np.uint8)
@@ -61,21 +67,21 @@ def _direct(decoded: np.ndarray, pf: P.PostFilter, guides=()) -> np.ndarray:
                           (40, 57, P.MAX_TAP - 1, 1 << 15, P.MAX_CLASSES, P.RADIUS),
                           (40, 57, 4000, 500, 3, P.OLD_RADIUS), (9, 13, 4000, 1 << 15, 2, 1),
                           (40, 57, P.MAX_TAP - 1, 500, 2, P.MAX_RADIUS)])
-@pytest.mark.parametrize("guides", [0, 2])
-def test_apply_is_the_integer_filter_exactly(rng, monkeypatch, h, w, bound, block, classes, radius, guides):
+@pytest.mark.parametrize("guides, clip", [(0, 0), (2, 0), (0, P.CLIP), (2, 255)])
+def test_apply_is_the_integer_filter_exactly(rng, monkeypatch, h, w, bound, block, classes, radius, guides, clip):
     monkeypatch.setattr(P, "_PIXELS_PER_BLOCK", block)  # 500: bands of 7 rows
     image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
     image[: h // 2] //= 16  # a flatter half, so that the classes differ
     pictures = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for _ in range(guides + 1)]  # one unused
-    features = P.num_features(radius, guides)
-    pf = P.PostFilter(rng.integers(-bound, bound + 1, (classes, 3, features)), 8, radius, guides)
+    features = P.num_features(radius, guides, clip)
+    pf = P.PostFilter(rng.integers(-bound, bound + 1, (classes, 3, features)), 8, radius, guides, clip)
     assert np.array_equal(P.apply(image, pf, pictures), _direct(image, pf, pictures[:guides]))
     # The largest sums the format allows: every tap at its bound, on the most extreme pixels.
     extreme = np.where(rng.random((h, w, 3)) < 0.5, 0, 255).astype(np.uint8)
     opposite = [255 - extreme] * (guides + 1)
-    worst = P.PostFilter(np.full((classes, 3, features), -(P.MAX_TAP - 1)), P.MAX_FRACTION_BITS, radius, guides)
+    worst = P.PostFilter(np.full((classes, 3, features), -(P.MAX_TAP - 1)), P.MAX_FRACTION_BITS, radius, guides, clip)
     assert np.array_equal(P.apply(extreme, worst, opposite), _direct(extreme, worst, opposite[:guides]))
-    identity = P.PostFilter(np.zeros((classes, 3, features), dtype=np.int64), 8, radius, guides)
+    identity = P.PostFilter(np.zeros((classes, 3, features), dtype=np.int64), 8, radius, guides, clip)
     assert np.array_equal(P.apply(image, identity, pictures), image)
     if guides:
         with pytest.raises(BitstreamError, match="guide"):
@@ -123,6 +129,37 @@ def test_fit_undoes_a_linear_degradation(photo, monkeypatch):
     np.testing.assert_allclose(P.fit(photo, degraded), taps, rtol=1e-9, atol=1e-9)
 
 
+def test_large_pictures_are_fitted_on_every_pixel_phase(rng, monkeypatch):
+    """On large pictures the fit reads a quarter of the pixels, as many of each phase modulo 2
+    in both directions: its sums are those of exactly these pixels, whatever the bands."""
+    grid = np.array(P._FIT_GRID)
+    assert sorted(grid[:, 0]) == list(range(P._FIT_STEP)) and sorted(grid[:, 1]) == list(range(P._FIT_STEP))
+    assert sorted(map(tuple, grid % 2)) == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    h, w = 259, 263  # above the size that is sampled, and not a multiple of the step
+    assert h * w >= P._FIT_SUBSAMPLE_FROM
+    decoded = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    original = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    guide = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    cls = P.activity_classes(decoded, 3)
+    monkeypatch.setattr(P, "_PIXELS_PER_BLOCK", 3000)  # several bands
+    sums = P._sums(original, decoded, cls, 3, P.RADIUS, (guide,), P.CLIP)
+    ys, xs = np.mgrid[0:h, 0:w]
+    chosen = np.zeros((h, w), dtype=bool)
+    for oy, ox in P._FIT_GRID:
+        chosen |= (ys % P._FIT_STEP == oy) & (xs % P._FIT_STEP == ox)
+    assert abs(chosen.mean() - 1 / P._FIT_STEP) < 0.01
+    # Every pixel's features, row by row (the bands are whole rows), masked below.
+    every = np.concatenate([a for _, a in P._bands(decoded, 1, P.RADIUS, (guide,), P.CLIP)], axis=1)
+    to_taps = P._raw_to_taps(P.RADIUS, 1, P.CLIP).astype(np.float64)
+    target = (original.astype(np.float64) - decoded).reshape(-1, 3)
+    for c in range(3):
+        mask = (chosen & (cls == c)).reshape(-1)
+        a = to_taps @ every[:, mask]
+        np.testing.assert_allclose(sums.gram[c], a @ a.T, rtol=1e-9)
+        np.testing.assert_allclose(sums.rhs[c], a @ target[mask], rtol=1e-9, atol=1e-6)
+        assert sums.energy[c] == pytest.approx(float(np.sum(target[mask] ** 2)))
+
+
 def test_classes_undo_what_differs_between_flat_and_busy_areas(photo):
     """Busy and flat areas given opposite colour casts: no single linear filter undoes both,
     one per activity class does, and the encoder picks several classes when their taps pay."""
@@ -165,6 +202,24 @@ def test_guides_bring_back_what_the_decoder_had(photo, rng):
     assert abs(error(picture) / error(plain[1]) - 1) < 0.01  # a useless guide gains nothing
 
 
+def test_clipped_differences_smooth_without_blurring_edges(photo, rng, monkeypatch):
+    """Noise on a photograph: a linear filter must trade the noise it removes in flat areas for
+    the edges it blurs; clipped luma differences tell the two apart, so the encoder uses them and
+    gets closer to the original than the best linear filter."""
+    noisy = np.clip(photo + rng.normal(0, 8, photo.shape).round(), 0, 255).astype(np.uint8)
+
+    def error(a):
+        return float(np.sum((a.astype(np.float64) - photo) ** 2))
+
+    payload, picture = P.choose(photo, noisy, coded_bytes=50_000)
+    assert P.unpack(payload).clip == P.CLIP
+    assert np.array_equal(P.apply(noisy, P.unpack(payload)), picture)
+    monkeypatch.setattr(P, "CLIP", 0)  # the linear filters alone
+    linear_payload, linear = P.choose(photo, noisy, coded_bytes=50_000)
+    assert P.unpack(linear_payload).clip == 0
+    assert error(picture) < 0.95 * error(linear) < 0.9 * error(noisy)
+
+
 def test_section_round_trip_and_malformed_payloads(rng):
     pf = P.PostFilter(rng.integers(-1000, 1000, (3, P.NUM_FEATURES)), 7)
     payload = P.pack(pf)
@@ -176,20 +231,25 @@ def test_section_round_trip_and_malformed_payloads(rng):
         assert P._payload_bytes(taps) == len(P.pack(taps))  # what the encoder's choice counts
     classed = P.PostFilter(rng.integers(-1000, 1000, (5, 3, P.NUM_FEATURES)), 8)
     many = P.pack(classed)
-    assert many[0] == payload[0] == P.SHAPE_LAYOUT and many[3:6] == bytes([5, P.RADIUS, 0]) and payload[3] == 1
+    assert many[0] == payload[0] == P.SHAPE_CLIPPED and many[3:7] == bytes([5, P.RADIUS, 0, 0]) and payload[3] == 1
     assert np.array_equal(P.unpack(many).taps, classed.taps)
-    guided = P.PostFilter(rng.integers(-1000, 1000, (2, 3, P.num_features(2, 3))), 9, radius=2, guides=3)
+    guided = P.PostFilter(rng.integers(-1000, 1000, (2, 3, P.num_features(2, 3, 40))), 9, radius=2, guides=3, clip=40)
     back = P.unpack(P.pack(guided))
-    assert (back.radius, back.guides, back.fraction_bits) == (2, 3, 9) and np.array_equal(back.taps, guided.taps)
+    assert (back.radius, back.guides, back.fraction_bits, back.clip) == (2, 3, 9, 40)
+    assert np.array_equal(back.taps, guided.taps)
     # Shapes 1 and 2, written before the radius and the guides were sent: the same codes,
-    # radius 2, no guides.
-    for classes, shape in ((1, P.SHAPE_ONE), (4, P.SHAPE_CLASSES)):
-        old = P.PostFilter(rng.integers(-1000, 1000, (classes, 3, P.num_features(P.OLD_RADIUS))), 8, P.OLD_RADIUS)
+    # radius 2, no guides; shape 3, written before the clipped differences: no clip.
+    for classes, shape, radius in ((1, P.SHAPE_ONE, P.OLD_RADIUS), (4, P.SHAPE_CLASSES, P.OLD_RADIUS),
+                                   (3, P.SHAPE_LAYOUT, P.RADIUS)):
+        old = P.PostFilter(rng.integers(-1000, 1000, (classes, 3, P.num_features(radius, 1 if shape == 3 else 0))),
+                           8, radius, 1 if shape == P.SHAPE_LAYOUT else 0)
         new = P.pack(old)
-        written = new[:3] + (bytes([classes]) if shape == P.SHAPE_CLASSES else b"") + new[6:]
-        back = P.unpack(bytes([shape]) + written[1:])
-        assert (back.radius, back.guides) == (P.OLD_RADIUS, 0) and np.array_equal(back.taps, old.taps)
-    shape2 = bytes([P.SHAPE_CLASSES]) + many[1:3] + bytes([5]) + many[6:]
+        layout = {P.SHAPE_ONE: b"", P.SHAPE_CLASSES: bytes([classes]), P.SHAPE_LAYOUT: new[3:6]}[shape]
+        back = P.unpack(bytes([shape]) + new[1:3] + layout + new[7:])
+        assert (back.radius, back.guides, back.clip) == (radius, old.guides, 0) and np.array_equal(back.taps, old.taps)
+    shape2 = bytes([P.SHAPE_CLASSES]) + many[1:3] + bytes([5]) + many[7:]
+    clipped = P.pack(P.PostFilter(rng.integers(-1000, 1000, (2, 3, P.num_features(P.RADIUS, 0, P.CLIP))), 8,
+                                  clip=P.CLIP))
     bad = {
         "truncated": payload[:-3],
         "empty": b"",
@@ -202,6 +262,10 @@ def test_section_round_trip_and_malformed_payloads(rng):
         "classes cut off": many[:3],
         "radius cut off": many[:4],
         "guides cut off": many[:5],
+        "clip cut off": many[:6],
+        "clip where the taps have none": many[:6] + bytes([P.CLIP]) + many[7:],
+        "no clip where the taps have one": clipped[:6] + bytes([0]) + clipped[7:],
+        "shape 3 of clipped taps": bytes([P.SHAPE_LAYOUT]) + clipped[1:6] + clipped[7:],
         "no classes": many[:3] + bytes([0]) + many[4:],
         "too many classes": many[:3] + bytes([P.MAX_CLASSES + 1]) + many[4:],
         "fewer classes than taps": many[:3] + bytes([4]) + many[4:],
