@@ -161,18 +161,21 @@ class LearnedCodec(Codec):
         entropy model limit the codec at high rates.
         """
         params = self.resolve_params(params)
-        picture, guides = self._unquantized(image, params)
-        if params["postfilter"] == "off":
-            return picture
-        chosen = postfilter.choose(image, picture, coded_bytes=math.inf, force=params["postfilter"] == "on",
-                                   guides=guides)
-        return chosen[1] if chosen is not None else picture
+        finals = []
+        for picture, guides in self._unquantized(image, params):
+            chosen = None
+            if params["postfilter"] != "off":
+                chosen = postfilter.choose(image, picture, coded_bytes=math.inf,
+                                           force=params["postfilter"] == "on", guides=guides)
+            finals.append(chosen[1] if chosen is not None else picture)
+        return min(finals, key=lambda final: float(np.sum((final.astype(np.float64) - image) ** 2)))
 
     @abc.abstractmethod
     def _unquantized(self, image: np.ndarray,
-                     params: dict[str, Any]) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
-        """:meth:`unquantized` before the post-filter, ``params`` resolved, and the post-filter's
-        guides (:meth:`_postfilter_guides`) on the way to it."""
+                     params: dict[str, Any]) -> list[tuple[np.ndarray, tuple[np.ndarray, ...]]]:
+        """:meth:`unquantized` before the post-filter, ``params`` resolved: the pictures the
+        encoder would choose between (the closest after the post-filter is kept), each with the
+        post-filter's guides (:meth:`_postfilter_guides`) on the way to it."""
 
     def channel_bits(self, image: np.ndarray, **params: Any) -> np.ndarray:
         """``(M,)`` float64: the bits each latent channel of ``y`` costs on ``image`` at

@@ -326,6 +326,26 @@ def test_refine_auto_keeps_the_filter_only_where_it_lowers_the_error(photo, bias
     assert kept == expected  # both outcomes are exercised
 
 
+# Both biases make the refined picture farther from the crop than base + residual; the
+# post-filter takes the 0.05 one's bias out and, with base + residual as a guide, goes further.
+@pytest.mark.parametrize("bias,expected", [(0.0, "off"), (0.05, "on")])
+def test_refine_auto_compares_the_post_filtered_pictures(photo, bias, expected):
+    from codec.hybrid.codec import _net_db
+
+    codec = HybridCodec(weights="random", config=Config.tiny(), device="cpu")
+    with torch.no_grad():
+        codec.model.refine.tail.bias.fill_(bias)
+    image = photo[:48, :64]
+    settings = dict(base_quality=30, rate=0.5)
+    assert codec.encode(image, **settings, postfilter="off").params["refine"] == "off"
+    coded = {r: codec.encode(image, **settings, refine=r) for r in ("auto", "on", "off")}
+    kept = "on" if _net_db(coded["on"], coded["off"], image) > 0 else "off"
+    auto = coded["auto"]
+    assert kept == expected and auto.params["refine"] == kept  # both outcomes are exercised
+    assert auto.bitstream == coded[kept].bitstream and np.array_equal(auto.image, coded[kept].image)
+    assert np.array_equal(codec.decode(auto.bitstream).image, auto.image)
+
+
 def test_unquantized_depends_on_the_base_not_the_rate(codec, photo):
     image = photo[:40, :56]
     ceiling = codec.unquantized(image, base_quality=20, rate=0.1)

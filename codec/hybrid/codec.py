@@ -25,11 +25,13 @@ encoder-side reconstruction (synthesis, refinement); a decode's ``decode_ms`` is
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
 import numpy as np
 
+from .. import postfilter
 from ..base import CodecResult, ParamSpec
 from ..container import Container
 from ..errors import BitstreamError
@@ -91,6 +93,13 @@ def _chosen_refine(refine: str, refined: np.ndarray, base_plus: np.ndarray,
     if refine != "auto":
         return refine
     return "on" if _squared_error(refined, original) < _squared_error(base_plus, original) else "off"
+
+
+def _net_db(a: CodecResult, b: CodecResult, original: np.ndarray) -> float:
+    """How much better ``a``'s final picture is than ``b``'s, in dB of PSNR net of its extra
+    bytes at ``postfilter.DB_PER_DOUBLING`` (the post-filter's own rule)."""
+    gain = 10 * math.log10(max(_squared_error(b.image, original), 1) / max(_squared_error(a.image, original), 1))
+    return gain - postfilter.DB_PER_DOUBLING * math.log2(len(a.bitstream) / len(b.bitstream))
 
 
 def _guides(base: np.ndarray, unrefined: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
@@ -181,6 +190,16 @@ class HybridCodec(LearnedCodec):
         result.encode_ms = (t1 - t0 + time.perf_counter() - t2) * 1e3
         result.decode_ms = (t2 - t1) * 1e3
         self._finish_encode(result, image)
+        if params["refine"] == "auto" and params["postfilter"] != "off" and result.params["refine"] == "off":
+            # Base + residual was closer than the refined picture, but the post-filter of the
+            # refined one has base + residual as a guide and may take it further (at high rates
+            # it mostly does): keep whichever final picture pays best for its bytes.
+            refined = self._result(out, base, sections, {**params, "refine": "on"}, w, h)
+            refined.encode_ms, refined.decode_ms = result.encode_ms, result.decode_ms
+            self._finish_encode(refined, image)
+            result.encode_ms = refined.encode_ms
+            if _net_db(refined, result, image) > 0:
+                result = refined
         residual = image.astype(np.float32) / 255.0 - base.astype(np.float32) / 255.0
         result.intermediates["residual"] = residual
         return result
@@ -189,19 +208,21 @@ class HybridCodec(LearnedCodec):
         return {**super()._header_params(params), "refine": params["refine"] == "on"}
 
     def _unquantized(self, image: np.ndarray,
-                     params: dict[str, Any]) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+                     params: dict[str, Any]) -> list[tuple[np.ndarray, tuple[np.ndarray, ...]]]:
         """Base + residual with the latent left unquantized, refined as ``refine`` says (``auto``:
-        where that is closer to ``image``): what no rate can exceed; and its guides."""
+        both, or where the post-filter is off, the closer of the two): what no rate can exceed;
+        and their guides."""
         h, w = image.shape[:2]
         _, base, x, b = self._inputs(image, {**params, "base_scan": PICTURE_SCAN})
         out = self.model.unquantized(x, b, refine=params["refine"] != "off")
         base_plus = tensor_to_image(out["x_hat"][..., :h, :w])
+        unrefined = [(base_plus, _guides(base))]
         if params["refine"] == "off":
-            return base_plus, _guides(base)
-        refined = tensor_to_image(out["x_refined"][..., :h, :w])
-        if _chosen_refine(params["refine"], refined, base_plus, image) == "on":
-            return refined, _guides(base, unrefined=base_plus)
-        return base_plus, _guides(base)
+            return unrefined
+        refined = [(tensor_to_image(out["x_refined"][..., :h, :w]), _guides(base, unrefined=base_plus))]
+        if params["refine"] == "on" or params["postfilter"] != "off":
+            return refined + ([] if params["refine"] == "on" else unrefined)
+        return refined if _chosen_refine("auto", refined[0][0], base_plus, image) == "on" else unrefined
 
     def _postfilter_guides(self, result: CodecResult) -> tuple[np.ndarray, ...]:
         inter = result.intermediates

@@ -110,11 +110,12 @@ class WaveletCodec(LearnedCodec):
         return CodecResult(self.name, params, bitstream, dict(sections), dec["image"], width, height,
                            intermediates=intermediates, info=info)
 
-    def _unquantized(self, image: np.ndarray, params: dict[str, Any]) -> np.ndarray:
+    def _unquantized(self, image: np.ndarray,
+                     params: dict[str, Any]) -> list[tuple[np.ndarray, tuple[np.ndarray, ...]]]:
         """The transforms alone, latent unquantized (the rate does not enter)."""
         h, w = image.shape[:2]
         x = pad_to_multiple(image_to_tensor(image, self.device), self.model.stride)
-        return tensor_to_image(self.model.unquantized(x)[..., :h, :w]), ()
+        return [(tensor_to_image(self.model.unquantized(x)[..., :h, :w]), ())]
 
     def _channel_bits(self, image: np.ndarray, params: dict[str, Any]) -> torch.Tensor:
         x = pad_to_multiple(image_to_tensor(image, self.device), self.model.stride)
