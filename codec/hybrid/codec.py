@@ -133,7 +133,8 @@ class HybridCodec(LearnedCodec):
                   rate_knob=True),  # sweeps walk (base_quality, rate) pairs: see sweep_path
         ParamSpec("refine", "choice", "auto",
                   "MultiScaleRefine post-filter: on, off, or auto (the encoder keeps it where it "
-                  "lowers this image's error; the file says which)", choices=("auto", "on", "off")),
+                  "lowers this image's error, after the per-image post-filter where that is on, net "
+                  "of its bytes; the file says which)", choices=("auto", "on", "off")),
         ParamSpec("subsampling", "choice", "4:2:0", "chroma subsampling of the JPEG base",
                   choices=("4:2:0", "4:4:4")),
         ParamSpec("base_tables", "choice", DEFAULT_BASE_TABLES,
