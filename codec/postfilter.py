@@ -18,19 +18,19 @@ tap on the second difference
 ``D_k(x)(p) = x(p+d) + x(p−d) − 2 x(p)``, which is zero wherever the picture is flat or linear.
 Coding the filter in these terms rather than as raw window taps spans the same filters but keeps
 their quantisation error off smooth areas (a raw tap's rounding error multiplies the pixel value
-itself). ``C_k(Y)(p) = clip(Y(p+d) − Y(p)) + clip(Y(p−d) − Y(p))``, the pair's differences
-of luma Y = R + 2G + B clipped to ±c, is VVC's non-linear loop filter: a neighbour across an
-edge counts no more than one a little brighter, so the filter can smooth noise and ringing
-without blurring the edges they sit on, which no linear filter can. Guides are other pictures the decoder has made on its way to ``dec``, which the
-codec names (the hybrid's JPEG base and, where the refinement filter ran, its picture before
-it): a tap on each guide's difference from the decoded picture lets the encoder take back,
-per image and per channel, part of what the decoder's last stages did (the refinement filter
-too strong or too weak on this picture, say). The taps are integers at a scale of 2^F; the decoder applies them to the 8-bit decoded
-image with float64 arithmetic on integer values, where every product and partial sum is an
-integer far below 2^53, hence exact in any order of summation: the filtered picture is identical
-wherever it is decoded. (Float32 would be
-faster, but its 2^24 would bound the taps to about ±4, and least squares over the correlated
-colour channels gives opposing taps of ±10 that matter.)
+itself). ``C_k(Y)(p) = clip(Y(p+d) − Y(p)) + clip(Y(p−d) − Y(p))``, the pair's differences of
+luma Y = R + 2G + B clipped to ±c, is VVC's non-linear loop filter: a neighbour across an edge
+counts no more than one a little brighter, so the filter can smooth noise and ringing without
+blurring the edges they sit on, which no linear filter can. Guides are other pictures the decoder
+has made on its way to ``dec``, which the codec names (the hybrid's JPEG base and, where the
+refinement filter ran, its picture before it): a tap on each guide's difference from the decoded
+picture lets the encoder take back, per image and per channel, part of what the decoder's last
+stages did (the refinement filter too strong or too weak on this picture, say). The taps are
+integers at a scale of 2^F; the decoder applies them to the 8-bit decoded image with float64
+arithmetic on integer values, where every product and partial sum is an integer far below 2^53,
+hence exact in any order of summation: the filtered picture is identical wherever it is decoded.
+(Float32 would be faster, but its 2^24 would bound the taps to about ±4, and least squares over
+the correlated colour channels gives opposing taps of ±10 that matter.)
 
 Section payload (``postfilter``): ``shape u8 | F u8 | k u8``, with shape 4 ``classes u8 |
 radius u8 | guides u8 | clip u8`` more (shape 3: no ``clip``, none; shape 2: ``classes u8``,
@@ -186,11 +186,11 @@ def _bands(image: np.ndarray, step: int, r: int, guides: Sequence[np.ndarray] = 
     each offset ``(row, column)`` of ``grid``: the pixels ``image[index]`` and the float64
     ``(num_features(r, len(guides), clip), pixels)`` matrix of their raw features of the diamond
     of radius ``r``, one feature a row (written in place: stacking columns cost as much as the
-    filtering). Raw features are, per input channel, the
-    centred pixel x − 128 and each pair's sum x(p+d) + x(p−d), then where ``clip`` each pair's
-    clipped luma differences clip(Y(p+d) − Y(p)) + clip(Y(p−d) − Y(p)) (:func:`_luma`), then
-    each guide's difference from ``image`` per channel, then 1; :func:`_raw_to_taps` maps them
-    to the taps' features. Summing a pair is one pass where its second difference would be two."""
+    filtering). Raw features are, per input channel, the centred pixel x − 128 and each pair's sum
+    x(p+d) + x(p−d), then where ``clip`` each pair's clipped luma differences clip(Y(p+d) − Y(p)) +
+    clip(Y(p−d) − Y(p)) (:func:`_luma`), then each guide's difference from ``image`` per channel,
+    then 1; :func:`_raw_to_taps` maps them to the taps' features. Summing a pair is one pass where
+    its second difference would be two."""
     count, each, n_pairs = num_features(r, len(guides), clip), per_channel(r), len(pairs(r))
     h, w = image.shape[:2]
     # Features are made in int16, a band at a time, and converted to float64 in one copy a
