@@ -221,8 +221,10 @@ class HybridCodec(LearnedCodec):
         if params["refine"] == "off":
             return unrefined
         refined = [(tensor_to_image(out["x_refined"][..., :h, :w]), _guides(base, unrefined=base_plus))]
-        if params["refine"] == "on" or params["postfilter"] != "off":
-            return refined + ([] if params["refine"] == "on" else unrefined)
+        if params["refine"] == "on":
+            return refined
+        if params["postfilter"] != "off":  # auto, as the encoder: the closer after the post-filter
+            return refined + unrefined
         return refined if _chosen_refine("auto", refined[0][0], base_plus, image) == "on" else unrefined
 
     def _postfilter_guides(self, result: CodecResult) -> tuple[np.ndarray, ...]:
