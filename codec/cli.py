@@ -205,9 +205,11 @@ def _cmd_info(args, options) -> int:
     print(f"  image {c.width}x{c.height}, {len(data)} bytes, {doc['bpp']:.4f} bpp")
     print(f"  params: {', '.join(f'{k}={v}' for k, v in c.params.items()) or '-'}")
     for n, s in doc["sections"].items():
-        extra = (f"  ({s['classes']} activity classes, diamond of radius {s['radius']}, {s['guides']} guides, "
-                 f"{'luma differences clipped to ' + str(s['clip']) if s['clip'] else 'linear'})"
-                 if isinstance(s.get("classes"), int) else s.get("classes", ""))
+        extra = s.get("classes", "")
+        if isinstance(extra, int):
+            guides = f"{s['guides']} guide" + ("" if s["guides"] == 1 else "s")
+            taps = f"luma differences clipped to {s['clip']}" if s["clip"] else "linear"
+            extra = f"  ({s['classes']} activity classes, diamond of radius {s['radius']}, {guides}, {taps})"
         print(f"  section {n:<12} {s['bytes']:>9} bytes  {s['bpp']:.4f} bpp{extra}")
     print(f"  container    {doc['container_bytes']:>11} bytes")
     return 0

@@ -44,7 +44,7 @@ def test_info_names_the_post_filters_classes(tmp_path, png, capsys):
     clipped = postfilter.PostFilter(np.zeros((2, 3, postfilter.num_features(postfilter.RADIUS, 1, 32)), dtype=np.int64),
                                     guides=1, clip=32)
     for payload, shown in ((postfilter.pack(linear), (3, 0, 0, "0 guides, linear")),
-                           (postfilter.pack(clipped), (2, 1, 32, "1 guides, luma differences clipped to 32")),
+                           (postfilter.pack(clipped), (2, 1, 32, "1 guide, luma differences clipped to 32")),
                            (b"\x09", None)):
         lic.write_bytes(container.pack(dataclasses.replace(c, sections={**c.sections, "postfilter": payload})))
         capsys.readouterr()
