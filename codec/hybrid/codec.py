@@ -97,9 +97,9 @@ def _chosen_refine(refine: str, refined: np.ndarray, base_plus: np.ndarray,
 
 def _net_db(a: CodecResult, b: CodecResult, original: np.ndarray) -> float:
     """How much better ``a``'s final picture is than ``b``'s, in dB of PSNR net of its extra
-    bytes at ``postfilter.DB_PER_DOUBLING`` (the post-filter's own rule)."""
+    bytes (:func:`postfilter.rate_cost_db`, the post-filter's own rule)."""
     gain = 10 * math.log10(max(_squared_error(b.image, original), 1) / max(_squared_error(a.image, original), 1))
-    return gain - postfilter.DB_PER_DOUBLING * math.log2(len(a.bitstream) / len(b.bitstream))
+    return gain - postfilter.rate_cost_db(len(a.bitstream) - len(b.bitstream), len(b.bitstream))
 
 
 def _guides(base: np.ndarray, unrefined: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
