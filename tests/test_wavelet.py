@@ -430,3 +430,25 @@ def test_scaling_the_new_channels_rate(narrow_and_wide, photo):
     free = bits(wide.scale_channel_rates(lik, added, 0.0), added)
     grad = torch.autograd.grad(free, wide.g_a[-1].weight, allow_unused=True)[0]
     assert grad is None or not grad.any()
+
+
+@pytest.mark.parametrize("cin, cout, h, w", [(5, 3, 4, 6), (8, 8, 7, 3), (2, 4, 1, 1)])
+def test_subpixel_deconv_is_the_transposed_convolution(cin, cout, h, w):
+    from codec.wavelet.weconv import SubpixelDeconv
+
+    torch.manual_seed(cin * 100 + h)
+    fast = SubpixelDeconv(cin, cout).double()
+    plain = torch.nn.ConvTranspose2d(cin, cout, 5, stride=2, padding=2, output_padding=1).double()
+    assert list(fast.state_dict()) == list(plain.state_dict())  # weights load either way
+    plain.load_state_dict(fast.state_dict())
+    x = torch.randn(2, cin, h, w, dtype=torch.float64, requires_grad=True)
+    out = fast(x)
+    assert out.shape == (2, cout, 2 * h, 2 * w)
+    torch.testing.assert_close(out, plain(x), rtol=0, atol=1e-12)
+    # Every tap of the 5x5 kernel reaches the output once, so gradients match too.
+    out.square().sum().backward()
+    fast_grad, x_grad = fast.weight.grad.clone(), x.grad.clone()
+    x.grad = None
+    plain(x).square().sum().backward()
+    torch.testing.assert_close(fast_grad, plain.weight.grad, rtol=0, atol=1e-9)
+    torch.testing.assert_close(x_grad, x.grad, rtol=0, atol=1e-9)

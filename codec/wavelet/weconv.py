@@ -17,6 +17,7 @@ with a WeConv block after each of the three inner stages.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from compressai.layers import GDN
@@ -73,8 +74,52 @@ def _conv(cin: int, cout: int) -> nn.Conv2d:
     return nn.Conv2d(cin, cout, 5, stride=2, padding=2)
 
 
+def _phase_taps() -> torch.Tensor:
+    """``(2, 2, 3, 3)``: for each output phase (a, b) of a 5x5, stride-2 transposed convolution
+    (padding 2, output padding 1) and each tap (j, l) of a 3x3 window on the input centred on
+    the output's input position, the flat index of the 5x5 kernel tap it meets, or 25 for none.
+
+    Output row 2u + a meets input row u - 1 + j through kernel row (2u + a) + 2 - 2(u - 1 + j)
+    = a + 4 - 2j: rows 4, 2, 0 for a = 0 and 5 (none), 3, 1 for a = 1; columns likewise.
+    """
+    rows = {0: (4, 2, 0), 1: (None, 3, 1)}
+    taps = torch.full((2, 2, 3, 3), 25, dtype=torch.long)
+    for a in (0, 1):
+        for b in (0, 1):
+            for j, ky in enumerate(rows[a]):
+                for l, kx in enumerate(rows[b]):
+                    if ky is not None and kx is not None:
+                        taps[a, b, j, l] = 5 * ky + kx
+    return taps
+
+
+class SubpixelDeconv(nn.ConvTranspose2d):
+    """A 5x5, stride-2 transposed convolution (padding 2, output padding 1: twice the size)
+    computed as a 3x3 convolution to four phases per channel and a pixel shuffle.
+
+    The same function of the same parameters (state-dict keys included) as
+    ``nn.ConvTranspose2d``, up to float rounding, but on a CPU thread PyTorch runs transposed
+    convolutions through its generic column path and regular ones through oneDNN: 1.5 to 2
+    times faster here despite the phase kernels' zero taps (768x512, one thread: the synthesis
+    400 -> 325 ms).
+    """
+
+    def __init__(self, cin: int, cout: int):
+        super().__init__(cin, cout, 5, stride=2, padding=2, output_padding=1)
+        self.register_buffer("phase_taps", _phase_taps(), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        cin, cout = self.in_channels, self.out_channels
+        taps = torch.cat([self.weight.reshape(cin, cout, 25), self.weight.new_zeros(cin, cout, 1)], dim=2)
+        # (cin, cout, 2, 2, 3, 3) -> (cout·4 phases, cin, 3, 3): phase (a, b) of channel c is
+        # channel 4c + 2a + b, the order pixel_shuffle reads.
+        weight = taps[:, :, self.phase_taps].permute(1, 2, 3, 0, 4, 5).reshape(4 * cout, cin, 3, 3)
+        bias = None if self.bias is None else self.bias.repeat_interleave(4)
+        return F.pixel_shuffle(F.conv2d(x, weight, bias, padding=1), 2)
+
+
 def _deconv(cin: int, cout: int) -> nn.ConvTranspose2d:
-    return nn.ConvTranspose2d(cin, cout, 5, stride=2, padding=2, output_padding=1)
+    return SubpixelDeconv(cin, cout)
 
 
 class AnalysisTransform(nn.Sequential):
