@@ -28,6 +28,7 @@ from . import postfilter
 from . import weights as W
 from .base import PICTURE_CHECK, PICTURE_CHECK_BYTES, Codec, CodecResult, ParamSpec, picture_check
 from .errors import BitstreamError, WeightsError
+from .metrics import squared_error
 
 __all__ = ["LearnedCodec", "POSTFILTER_PARAM", "select_device", "image_to_tensor", "tensor_to_image",
            "pad_to_multiple"]
@@ -168,7 +169,7 @@ class LearnedCodec(Codec):
                 chosen = postfilter.choose(image, picture, coded_bytes=math.inf,
                                            force=params["postfilter"] == "on", guides=guides)
             finals.append(chosen[1] if chosen is not None else picture)
-        return min(finals, key=lambda final: float(np.sum((final.astype(np.float64) - image) ** 2)))
+        return min(finals, key=lambda final: squared_error(final, image))
 
     @abc.abstractmethod
     def _unquantized(self, image: np.ndarray,

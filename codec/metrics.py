@@ -11,7 +11,7 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["psnr", "mse", "ms_ssim", "ms_ssim_db", "bpp", "bd_rate", "bd_psnr", "MS_SSIM_MIN_SIDE"]
+__all__ = ["psnr", "mse", "squared_error", "ms_ssim", "ms_ssim_db", "bpp", "bd_rate", "bd_psnr", "MS_SSIM_MIN_SIDE"]
 
 # pytorch-msssim's 5 scales with an 11-tap window need the smaller side above (11 - 1) * 2**4.
 MS_SSIM_MIN_SIDE = 161
@@ -24,11 +24,17 @@ def _check_pair(a: np.ndarray, b: np.ndarray) -> None:
         raise ValueError(f"metrics take uint8 images, got {a.dtype} and {b.dtype}")
 
 
+def squared_error(a: np.ndarray, b: np.ndarray) -> int:
+    """The sum of squared differences over all pixels and channels, exactly (an integer): what
+    encoders compare when they choose between two pictures."""
+    _check_pair(a, b)
+    d = a.astype(np.int64) - b
+    return int(np.sum(d * d))
+
+
 def mse(a: np.ndarray, b: np.ndarray) -> float:
     """Mean squared error over all pixels and channels, on the 0..255 scale."""
-    _check_pair(a, b)
-    d = a.astype(np.float64) - b.astype(np.float64)
-    return float(np.mean(d * d))
+    return squared_error(a, b) / a.size
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:

@@ -52,6 +52,7 @@ import numpy as np
 
 from . import container
 from .errors import BitstreamError
+from .metrics import squared_error
 
 __all__ = ["SECTION", "PostFilter", "rate_cost_db", "activity_classes", "pairs", "num_features", "fit", "apply", "pack",
            "unpack", "choose"]
@@ -501,11 +502,6 @@ def unpack(payload: bytes) -> PostFilter:
     return PostFilter(taps, f, radius, guides, clip)
 
 
-def _sse(a: np.ndarray, b: np.ndarray) -> float:
-    d = a.astype(np.float64) - b
-    return float(np.sum(d * d))
-
-
 def rate_cost_db(added_bytes: float, coded_bytes: float) -> float:
     """What ``added_bytes`` more (or, negative, fewer) are worth in dB of PSNR in a file of
     ``coded_bytes``, at ``DB_PER_DOUBLING``: the rule by which an encoder weighs a gain against
@@ -560,7 +556,7 @@ def choose(original: np.ndarray, decoded: np.ndarray, coded_bytes: float, force:
     _, pf = best
     payload = pack(pf)
     filtered = _apply(decoded, pf, _coarse(_FINE_CLASSES, pf.classes)[fine_cls], guides)
-    before, after = _sse(original, decoded), _sse(original, filtered)
+    before, after = squared_error(original, decoded), squared_error(original, filtered)
     if not force:
         if after >= before:
             return None

@@ -38,6 +38,7 @@ from ..errors import BitstreamError
 from ..jpeg import SCANS, TABLES, abbreviate, complete, jpeg_decode, jpeg_encode
 from ..learned import POSTFILTER_PARAM, LearnedCodec, image_to_tensor, pad_to_multiple, tensor_to_image
 from ..latent_search import OPTIMIZE_PARAM
+from ..metrics import squared_error
 from .config import Config
 from .model import SECTION_NAMES, HybridModel
 
@@ -82,23 +83,19 @@ def _rans_string(name: str, data: bytes, symbols: int) -> bytes:
     return bytes(data) + bytes(4 * symbols + 8)
 
 
-def _squared_error(a: np.ndarray, b: np.ndarray) -> int:
-    return int(((a.astype(np.int64) - b) ** 2).sum())
-
-
 def _chosen_refine(refine: str, refined: np.ndarray, base_plus: np.ndarray,
                    original: np.ndarray | None) -> str:
     """``refine`` as ``on`` / ``off``: ``auto`` is ``on`` where the refined 8-bit picture is closer
     to ``original`` than base + residual."""
     if refine != "auto":
         return refine
-    return "on" if _squared_error(refined, original) < _squared_error(base_plus, original) else "off"
+    return "on" if squared_error(refined, original) < squared_error(base_plus, original) else "off"
 
 
 def _net_db(a: CodecResult, b: CodecResult, original: np.ndarray) -> float:
     """How much better ``a``'s final picture is than ``b``'s, in dB of PSNR net of its extra
     bytes (:func:`postfilter.rate_cost_db`, the post-filter's own rule)."""
-    gain = 10 * math.log10(max(_squared_error(b.image, original), 1) / max(_squared_error(a.image, original), 1))
+    gain = 10 * math.log10(max(squared_error(b.image, original), 1) / max(squared_error(a.image, original), 1))
     return gain - postfilter.rate_cost_db(len(a.bitstream) - len(b.bitstream), len(b.bitstream))
 
 
