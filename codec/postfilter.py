@@ -352,7 +352,7 @@ def _predicted_energy(sums: _Sums, pf: "PostFilter") -> float:
     total = 0.0
     for gram, rhs, energy, taps in zip(sums.gram, sums.rhs, sums.energy, pf.taps):
         w = taps.T / (1 << pf.fraction_bits)  # (F, 3)
-        total += energy - 2 * float(np.sum(w * rhs)) + float(np.einsum("fc,fg,gc->", w, gram, w))
+        total += energy - 2 * float(np.sum(w * rhs)) + float(np.sum((gram @ w) * w))
     return max(total, 0.0)
 
 
