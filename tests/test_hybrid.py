@@ -221,6 +221,25 @@ def test_wrong_image_size_in_header_fails_cleanly(codec, small):
         codec.decode(_repack(enc.bitstream, width=200, height=100))
 
 
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf"), 3e38])
+@pytest.mark.parametrize("tensor", ["r_hat", "x_hat", "x_refined"])
+def test_non_finite_reconstruction_is_a_bitstream_error(codec, photo, monkeypatch, tensor, bad):
+    enc = codec.encode(photo[:64, :64], refine="on")
+    decompress = codec.model.decompress
+
+    def spoiled(*args, **kwargs):
+        out = decompress(*args, **kwargs)
+        out[tensor] = out[tensor].clone()
+        out[tensor][0, 1, 2, 3] = bad
+        if bad == 3e38:  # finite values, but so many near float32's limit that their sum is not
+            out[tensor][0, 0] = bad
+        return out
+
+    monkeypatch.setattr(codec.model, "decompress", spoiled)
+    with pytest.raises(BitstreamError, match="non-finite"):
+        codec.decode(enc.bitstream)
+
+
 # -- checkerboard -----------------------------------------------------------------------------
 def _checkerboard(model):
     return model.latent_codec["y"]
