@@ -158,32 +158,42 @@ class Coder:
     count_macs: bool = True
 
 
-def measure(coder: Coder, images: list[np.ndarray], repeat: int) -> BenchRow:
-    """Median encode/decode wall time over ``images`` × ``repeat`` after one warm-up run, and
-    the kMAC per pixel; the peak memory is left to :func:`peak_memory`."""
-    encode, decode = coder.encode, coder.decode
-    enc_t, dec_t = [], []
-    decode(encode(images[0]))  # warm-up: lazy init, allocator, CDF tables
+def measure(coders: list[Coder], images: list[np.ndarray], repeat: int) -> list[BenchRow]:
+    """Median encode/decode wall time of each coder over ``images`` × ``repeat`` after one
+    warm-up run each, and the kMAC per pixel; the peak memory is left to :func:`peak_memory`.
+
+    The coders take turns on each image and repeat rather than running one after another, so
+    that a machine whose speed drifts over minutes (a shared CPU's does, by a third from hour
+    to hour on the machine this was written on) slows every coder alike and leaves their
+    ratios to the reference alone.
+    """
+    times: list[tuple[list[float], list[float]]] = [([], []) for _ in coders]
+    for coder in coders:
+        coder.decode(coder.encode(images[0]))  # warm-up: lazy init, allocator, CDF tables
     for img in images:
         for _ in range(repeat):
-            _sync(coder.device)
-            t0 = time.perf_counter()
-            payload = encode(img)
-            _sync(coder.device)
-            t1 = time.perf_counter()
-            decode(payload)
-            _sync(coder.device)
-            t2 = time.perf_counter()
-            enc_t.append((t1 - t0) * 1e3)
-            dec_t.append((t2 - t1) * 1e3)
-    enc_k = dec_k = float("nan")
-    if coder.count_macs:
-        px = images[0].shape[0] * images[0].shape[1]
-        payload = encode(images[0])
-        enc_k = _macs_per_pixel(lambda: encode(images[0]), px)
-        dec_k = _macs_per_pixel(lambda: decode(payload), px)
-    return BenchRow(coder.name, coder.weights, coder.device, coder.params, statistics.median(enc_t),
-                    statistics.median(dec_t), float("nan"), enc_k, dec_k)
+            for coder, (enc_t, dec_t) in zip(coders, times):
+                _sync(coder.device)
+                t0 = time.perf_counter()
+                payload = coder.encode(img)
+                _sync(coder.device)
+                t1 = time.perf_counter()
+                coder.decode(payload)
+                _sync(coder.device)
+                t2 = time.perf_counter()
+                enc_t.append((t1 - t0) * 1e3)
+                dec_t.append((t2 - t1) * 1e3)
+    rows = []
+    for coder, (enc_t, dec_t) in zip(coders, times):
+        enc_k = dec_k = float("nan")
+        if coder.count_macs:
+            px = images[0].shape[0] * images[0].shape[1]
+            payload = coder.encode(images[0])
+            enc_k = _macs_per_pixel(lambda: coder.encode(images[0]), px)
+            dec_k = _macs_per_pixel(lambda: coder.decode(payload), px)
+        rows.append(BenchRow(coder.name, coder.weights, coder.device, coder.params,
+                             statistics.median(enc_t), statistics.median(dec_t), float("nan"), enc_k, dec_k))
+    return rows
 
 
 #: glibc raises its mmap threshold after each large free by default, so which tensors of a run
@@ -312,7 +322,7 @@ def run(args, paths: list[Path]) -> int:
     device = str(select_device(args.device))
     names = [n for n in (args.codecs.split(",") if args.codecs else registry.codec_names()) if n]
     coders = _coders(names, args.weights, args.device)
-    rows = [measure(c, images, args.repeat) for c in coders]
+    rows = measure(coders, images, args.repeat)
     if device == "cpu":
         peaks = _peaks_in_a_fresh_process(names, args.weights, args.device, paths)
     else:
@@ -325,7 +335,7 @@ def run(args, paths: list[Path]) -> int:
     sizes = sorted({f"{im.shape[1]}x{im.shape[0]}" for im in images})
     threads = "coding on one torch thread" if device == "cpu" else f"torch threads {torch.get_num_threads()}"
     header = (f"{len(images)} images of {args.folder} ({', '.join(sizes)}), median of {args.repeat} runs "
-              f"each, {threads}, device {device}")
+              f"each, the codecs taking turns, {threads}, device {device}")
     table = format_table(rows)
     print(header)
     print(table)
