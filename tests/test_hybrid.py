@@ -655,3 +655,33 @@ def test_the_base_is_abbreviated_and_old_files_with_a_whole_jpeg_still_decode(co
     c = container.unpack(enc.bitstream)
     old = container.pack(dataclasses.replace(c, sections={**c.sections, "jpeg": whole}))
     assert np.array_equal(codec.decode(old).image, enc.image)
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3, 7, 16])
+def test_refine_channel_max_is_amax(channels):
+    from codec.hybrid.refine import _channel_max
+
+    x = torch.randn(2, channels, 5, 6).contiguous(memory_format=torch.channels_last)
+    assert torch.equal(_channel_max(x), x.amax(dim=1, keepdim=True))
+
+
+def test_conditioned_refine_head_is_the_sum_of_its_two_convolutions():
+    from codec.hybrid.refine import MultiScaleRefine
+
+    torch.manual_seed(0)
+    net = MultiScaleRefine(8, conditioned=True).double()
+    for p in net.parameters():  # the zero-initialised parts too
+        torch.nn.init.normal_(p, std=0.3)
+    x, base = torch.rand(1, 3, 16, 24, dtype=torch.float64), torch.rand(1, 3, 16, 24, dtype=torch.float64)
+    rate = torch.tensor([0.3], dtype=torch.float64)
+    conv, act = net.head
+    f = act(conv(x) + net.head_base(base - 0.5))
+    scale, shift = net.rate_film(rate.reshape(-1, 1)).chunk(2, dim=1)
+    f = f * (1 + scale[..., None, None]) + shift[..., None, None]
+    half = net.branch_half(f)
+    half = half + torch.nn.functional.interpolate(net.branch_quarter(half), size=half.shape[-2:], mode="bilinear")
+    g = net.branch_full(f) + torch.nn.functional.interpolate(half, size=f.shape[-2:], mode="bilinear")
+    g = net.channel_attention(g)
+    pooled = torch.cat([g.mean(dim=1, keepdim=True), g.amax(dim=1, keepdim=True)], dim=1)
+    expected = x + net.tail(g * torch.sigmoid(net.spatial_attention.conv(pooled)))
+    torch.testing.assert_close(net(x, base, rate), expected, rtol=0, atol=1e-12)

@@ -52,8 +52,19 @@ class SpatialAttention(nn.Module):
         self.conv = nn.Conv2d(2, 1, kernel, padding=kernel // 2)
 
     def forward(self, x: Tensor) -> Tensor:
-        pooled = torch.cat([x.mean(dim=1, keepdim=True), x.amax(dim=1, keepdim=True)], dim=1)
+        pooled = torch.cat([x.mean(dim=1, keepdim=True), _channel_max(x)], dim=1)
         return x * torch.sigmoid(self.conv(pooled))
+
+
+def _channel_max(x: Tensor) -> Tensor:
+    """``x.amax(dim=1, keepdim=True)`` by halving the channels with element-wise maxima: on a
+    channels-last CPU tensor, amax's reduction over 16 adjacent values took 13 ms at 768x512
+    where the four halvings take 7."""
+    while x.shape[1] > 1:
+        half = x.shape[1] // 2
+        top = torch.maximum(x[:, :half], x[:, half:2 * half])
+        x = top if x.shape[1] % 2 == 0 else torch.cat([top, x[:, 2 * half:]], dim=1)
+    return x
 
 
 def _conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
@@ -97,9 +108,12 @@ class MultiScaleRefine(nn.Module):
             if base is None or rate is None:
                 raise ValueError("a conditioned refinement filter needs base= and rate=")
             conv, act = self.head
-            f = conv(x) + self.head_base(base.contiguous(memory_format=torch.channels_last) - 0.5)
+            # One 6-channel convolution rather than two 3-channel ones and the sum of their
+            # full-resolution outputs, which cost more than the convolutions on a CPU.
+            both = torch.cat([x, base.contiguous(memory_format=torch.channels_last) - 0.5], dim=1)
+            f = act(F.conv2d(both, torch.cat([conv.weight, self.head_base.weight], dim=1), conv.bias, padding=1))
             scale, shift = self.rate_film(rate.reshape(-1, 1).to(f.dtype)).chunk(2, dim=1)
-            f = act(f) * (1 + scale[..., None, None]) + shift[..., None, None]
+            f = torch.addcmul(shift[..., None, None], f, 1 + scale[..., None, None])
         else:
             f = self.head(x)
         half = self.branch_half(f)
