@@ -162,17 +162,18 @@ def measure(coders: list[Coder], images: list[np.ndarray], repeat: int) -> list[
     """Median encode/decode wall time of each coder over ``images`` × ``repeat`` after one
     warm-up run each, and the kMAC per pixel; the peak memory is left to :func:`peak_memory`.
 
-    The coders take turns on each image and repeat rather than running one after another, so
-    that a machine whose speed drifts over minutes (a shared CPU's does, by a third from hour
-    to hour on the machine this was written on) slows every coder alike and leaves their
-    ratios to the reference alone.
+    The coders take turns image by image rather than running one after another, so that a
+    machine whose speed drifts over minutes (a shared CPU's does, by a third from hour to hour
+    on the machine this was written on) slows every coder alike and leaves their ratios to the
+    reference alone; each codes an image ``repeat`` times in a row, so that the median is that
+    of runs after its own, as when one codec is used alone.
     """
     times: list[tuple[list[float], list[float]]] = [([], []) for _ in coders]
     for coder in coders:
         coder.decode(coder.encode(images[0]))  # warm-up: lazy init, allocator, CDF tables
     for img in images:
-        for _ in range(repeat):
-            for coder, (enc_t, dec_t) in zip(coders, times):
+        for coder, (enc_t, dec_t) in zip(coders, times):
+            for _ in range(repeat):
                 _sync(coder.device)
                 t0 = time.perf_counter()
                 payload = coder.encode(img)
@@ -335,7 +336,7 @@ def run(args, paths: list[Path]) -> int:
     sizes = sorted({f"{im.shape[1]}x{im.shape[0]}" for im in images})
     threads = "coding on one torch thread" if device == "cpu" else f"torch threads {torch.get_num_threads()}"
     header = (f"{len(images)} images of {args.folder} ({', '.join(sizes)}), median of {args.repeat} runs "
-              f"each, the codecs taking turns, {threads}, device {device}")
+              f"each, the codecs taking turns image by image, {threads}, device {device}")
     table = format_table(rows)
     print(header)
     print(table)
