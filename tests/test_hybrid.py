@@ -685,3 +685,14 @@ def test_conditioned_refine_head_is_the_sum_of_its_two_convolutions():
     pooled = torch.cat([g.mean(dim=1, keepdim=True), g.amax(dim=1, keepdim=True)], dim=1)
     expected = x + net.tail(g * torch.sigmoid(net.spatial_attention.conv(pooled)))
     torch.testing.assert_close(net(x, base, rate), expected, rtol=0, atol=1e-12)
+
+
+def test_synthesis_head_in_strips_is_the_whole_picture_computed_at_once(monkeypatch):
+    from codec.hybrid.transforms import BaseConditionedHead
+
+    torch.manual_seed(0)
+    head = BaseConditionedHead(8, 6).double()
+    monkeypatch.setattr(BaseConditionedHead, "STRIP_ROWS", 10)  # strips that do not divide 58
+    features, base = torch.randn(2, 8, 29, 20, dtype=torch.float64), torch.rand(2, 3, 58, 40, dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(head(features, base), head._whole(features, base), rtol=0, atol=1e-12)
