@@ -696,3 +696,22 @@ def test_synthesis_head_in_strips_is_the_whole_picture_computed_at_once(monkeypa
     features, base = torch.randn(2, 8, 29, 20, dtype=torch.float64), torch.rand(2, 3, 58, 40, dtype=torch.float64)
     with torch.no_grad():
         torch.testing.assert_close(head(features, base), head._whole(features, base), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("conditioned", [False, True])
+def test_refine_in_strips_is_the_whole_picture_computed_at_once(monkeypatch, conditioned):
+    from codec.hybrid.refine import MultiScaleRefine
+
+    torch.manual_seed(1)
+    net = MultiScaleRefine(8, conditioned=conditioned).double()
+    for p in net.parameters():  # the zero-initialised parts too
+        torch.nn.init.normal_(p, std=0.3)
+    monkeypatch.setattr(MultiScaleRefine, "STRIP_ROWS", 6)  # strips that do not divide 46
+    x, base = torch.rand(2, 3, 46, 20, dtype=torch.float64), torch.rand(2, 3, 46, 20, dtype=torch.float64)
+    rate = torch.tensor([0.3, -0.5], dtype=torch.float64)
+    with torch.no_grad():
+        strips = net(x, base, rate)
+        film = net.rate_film(rate.reshape(-1, 1)).chunk(2, dim=1) if conditioned else None
+        whole = net._whole(x.contiguous(memory_format=torch.channels_last),
+                           base.contiguous(memory_format=torch.channels_last), film)
+    torch.testing.assert_close(strips, whole, rtol=0, atol=1e-12)

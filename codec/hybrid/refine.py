@@ -42,8 +42,12 @@ class SqueezeExcite(nn.Module):
         self.fc = nn.Sequential(
             nn.Conv2d(channels, hidden, 1), nn.ReLU(inplace=True), nn.Conv2d(hidden, channels, 1))
 
+    def scale(self, mean: Tensor) -> Tensor:
+        """The channels' factors, from their means ``(N, C, 1, 1)``."""
+        return torch.sigmoid(self.fc(mean))
+
     def forward(self, x: Tensor) -> Tensor:
-        return x * torch.sigmoid(self.fc(x.mean(dim=(2, 3), keepdim=True)))
+        return x * self.scale(x.mean(dim=(2, 3), keepdim=True))
 
 
 class SpatialAttention(nn.Module):
@@ -104,24 +108,80 @@ class MultiScaleRefine(nn.Module):
         """``x`` the picture; ``base`` (the JPEG base, same shape) and ``rate`` (``(N,)``, the
         knob) are required by a ``conditioned`` filter and ignored by another."""
         x = x.contiguous(memory_format=torch.channels_last)
+        film = None
         if self.conditioned:
             if base is None or rate is None:
                 raise ValueError("a conditioned refinement filter needs base= and rate=")
-            conv, act = self.head
-            # One 6-channel convolution rather than two 3-channel ones and the sum of their
-            # full-resolution outputs, which cost more than the convolutions on a CPU.
-            both = torch.cat([x, base.contiguous(memory_format=torch.channels_last) - 0.5], dim=1)
-            f = act(F.conv2d(both, torch.cat([conv.weight, self.head_base.weight], dim=1), conv.bias, padding=1))
-            scale, shift = self.rate_film(rate.reshape(-1, 1).to(f.dtype)).chunk(2, dim=1)
-            f = torch.addcmul(shift[..., None, None], f, 1 + scale[..., None, None])
-        else:
-            f = self.head(x)
+            base = base.contiguous(memory_format=torch.channels_last)
+            film = self.rate_film(rate.reshape(-1, 1).to(x.dtype)).chunk(2, dim=1)
+        if torch.is_grad_enabled() or x.shape[-2] <= self.STRIP_ROWS + 2 * self.HALO:
+            return self._whole(x, base, film)
+        return self._in_strips(x, base, film)
+
+    def _features(self, x: Tensor, base: Tensor | None, film) -> Tensor:
+        """The head's full-resolution features (of a strip or the whole picture)."""
+        if not self.conditioned:
+            return self.head(x)
+        conv, act = self.head
+        # One 6-channel convolution rather than two 3-channel ones and the sum of their
+        # full-resolution outputs, which cost more than the convolutions on a CPU.
+        both = torch.cat([x, base - 0.5], dim=1)
+        f = act(F.conv2d(both, torch.cat([conv.weight, self.head_base.weight], dim=1), conv.bias, padding=1))
+        scale, shift = film
+        return torch.addcmul(shift[..., None, None], f, 1 + scale[..., None, None])
+
+    def _whole(self, x: Tensor, base: Tensor | None, film) -> Tensor:
+        f = self._features(x, base, film)
         half = self.branch_half(f)
         quarter = self.branch_quarter(half)
         half = half + _upsample(quarter, half.shape[-2:])
         g = self.branch_full(f) + _upsample(half, f.shape[-2:])
         g = self.spatial_attention(self.channel_attention(g))
         return (x + self.tail(g)).contiguous()
+
+    # Without gradients the full-resolution layers run in horizontal strips: their feature maps
+    # are thin and the passes over whole-picture maps wait on memory. Each strip is computed
+    # with a halo of rows beyond the reach of its convolutions, which is then dropped.
+    STRIP_ROWS = 64
+    HALO = 4  # the spatial attention's 7x7 convolution reaches 3 rows, the tail 1 more
+
+    def _in_strips(self, x: Tensor, base: Tensor | None, film) -> Tensor:
+        """:meth:`_whole` strip by strip: (1) the head, the full-resolution branch and the
+        half-resolution branch's strided layer; (2) the coarse branches on the whole picture
+        (a quarter of the pixels and less); (3) the up-sampled coarse branches added, and the
+        channel means of the squeeze-excitation summed; (4) the two gates and the tail."""
+        n, _, h, w = x.shape
+        c = self.branch_full[0].out_channels
+        strided, rest = self.branch_half[0], self.branch_half[1:]
+        g = x.new_empty(n, c, h, w).contiguous(memory_format=torch.channels_last)
+        first = x.new_empty(n, c, h // 2, w // 2).contiguous(memory_format=torch.channels_last)
+        for top, bottom, lo, hi in _strips(h, self.STRIP_ROWS, 2):  # the head's and a branch's 3x3
+            f = self._features(x[:, :, lo:hi], None if base is None else base[:, :, lo:hi], film)
+            g[:, :, top:bottom] = self.branch_full(f)[:, :, top - lo:bottom - lo]
+            first[:, :, top // 2:bottom // 2] = strided(f)[:, :, (top - lo) // 2:(bottom - lo) // 2]
+        half = rest(first)
+        half = half + _upsample(self.branch_quarter(half), half.shape[-2:])
+        total = x.new_zeros(n, c, 1, 1)
+        for top, bottom, _, _ in _strips(h, self.STRIP_ROWS, 0):
+            k0, k1 = max(0, top // 2 - 1), min(h // 2, bottom // 2 + 1)  # bilinear reads 1 row more
+            up = _upsample(half[:, :, k0:k1], (2 * (k1 - k0), w))
+            rows = g[:, :, top:bottom]
+            rows += up[:, :, top - 2 * k0:bottom - 2 * k0]
+            total += rows.sum(dim=(2, 3), keepdim=True)
+        channel_scale = self.channel_attention.scale(total / (h * w))
+        out = torch.empty_like(x, memory_format=torch.contiguous_format)
+        for top, bottom, lo, hi in _strips(h, self.STRIP_ROWS, self.HALO):
+            gated = self.spatial_attention(g[:, :, lo:hi] * channel_scale)
+            out[:, :, top:bottom] = (x[:, :, lo:hi] + self.tail(gated))[:, :, top - lo:bottom - lo]
+        return out
+
+
+def _strips(height: int, rows: int, halo: int):
+    """``(top, bottom, lo, hi)`` of each strip of ``rows`` rows: the rows it keeps and, ``halo``
+    more on either side within the picture, the rows it is computed on."""
+    for top in range(0, height, rows):
+        bottom = min(height, top + rows)
+        yield top, bottom, max(0, top - halo), min(height, bottom + halo)
 
 
 def _upsample(t: Tensor, size) -> Tensor:
