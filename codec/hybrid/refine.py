@@ -114,7 +114,8 @@ class MultiScaleRefine(nn.Module):
                 raise ValueError("a conditioned refinement filter needs base= and rate=")
             base = base.contiguous(memory_format=torch.channels_last)
             film = self.rate_film(rate.reshape(-1, 1).to(x.dtype)).chunk(2, dim=1)
-        if torch.is_grad_enabled() or x.shape[-2] <= self.STRIP_ROWS + 2 * self.HALO:
+        whole = x.device.type != "cpu" or x.shape[-2] <= self.STRIP_ROWS + 2 * self.HALO
+        if whole or torch.is_grad_enabled():
             return self._whole(x, base, film)
         return self._in_strips(x, base, film)
 
@@ -139,8 +140,8 @@ class MultiScaleRefine(nn.Module):
         g = self.spatial_attention(self.channel_attention(g))
         return (x + self.tail(g)).contiguous()
 
-    # Without gradients the full-resolution layers run in horizontal strips: their feature maps
-    # are thin and the passes over whole-picture maps wait on memory. Each strip is computed
+    # Without gradients, on a CPU, the full-resolution layers run in horizontal strips: their
+    # feature maps are thin and the passes over whole-picture maps wait on memory. Each strip is computed
     # with a halo of rows beyond the reach of its convolutions, which is then dropped.
     STRIP_ROWS = 64
     HALO = 4  # the spatial attention's 7x7 convolution reaches 3 rows, the tail 1 more
