@@ -41,12 +41,12 @@ CURVES ?= $(LEARNING)/wavelet-cpu-s1-val.csv=wavelet $(LEARNING)/wavelet-cpu-s2-
 	$(LEARNING)/wavelet-s21-val.csv=wavelet+wavelet-s20 $(LEARNING)/wavelet-s22-val.csv=wavelet+wavelet-s21 $(LEARNING)/wavelet-s23-val.csv=wavelet+wavelet-s22 \
 	$(LEARNING)/wavelet-s25-val.csv=wavelet+wavelet-s23 $(LEARNING)/wavelet-s26-val.csv=wavelet+wavelet-s25 \
 	$(LEARNING)/wavelet-s27-val.csv=wavelet+wavelet-s25 $(LEARNING)/wavelet-s28-val.csv=wavelet+wavelet-s27 $(LEARNING)/wavelet-s29-val.csv=wavelet+wavelet-s27 \
-	$(LEARNING)/wavelet-s30-val.csv=wavelet+106614 \
+	$(LEARNING)/wavelet-s30-val.csv=wavelet+106614 $(LEARNING)/wavelet-s31-val.csv=wavelet+109614 \
 	$(LEARNING)/hybrid-cpu-s1-val.csv=hybrid $(LEARNING)/hybrid-cpu-s2-val.csv=hybrid+10000 \
 	$(LEARNING)/hybrid-s10-val.csv=hybrid+hybrid-s9 $(LEARNING)/hybrid-s11-val.csv=hybrid+hybrid-s11 \
 	$(LEARNING)/hybrid-s12-val.csv=hybrid+hybrid-s12 $(LEARNING)/hybrid-s13-val.csv=hybrid+41639 \
 	$(LEARNING)/joint-j2-val.csv=hybrid+52901 $(LEARNING)/joint-j3-val.csv=hybrid+59673 $(LEARNING)/refine-c15-val.csv=hybrid+59216 \
-	$(LEARNING)/joint-j4-val.csv=hybrid+67216
+	$(LEARNING)/joint-j4-val.csv=hybrid+67216 $(LEARNING)/joint-j5-val.csv=hybrid+67216
 
 $(STAMP): pyproject.toml
 	test -x $(VENV)/bin/python || $(PY) -m venv $(VENV)
