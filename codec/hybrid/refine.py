@@ -32,6 +32,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
+from .strips import row_strips
+
 __all__ = ["MultiScaleRefine", "SqueezeExcite", "SpatialAttention"]
 
 
@@ -114,7 +116,8 @@ class MultiScaleRefine(nn.Module):
                 raise ValueError("a conditioned refinement filter needs base= and rate=")
             base = base.contiguous(memory_format=torch.channels_last)
             film = self.rate_film(rate.reshape(-1, 1).to(x.dtype)).chunk(2, dim=1)
-        whole = x.device.type != "cpu" or x.shape[-2] <= self.STRIP_ROWS + 2 * self.HALO
+        h, w = x.shape[-2:]
+        whole = x.device.type != "cpu" or h <= self.STRIP_ROWS + 2 * self.HALO or h % 2 or w % 2
         if whole or torch.is_grad_enabled():
             return self._whole(x, base, film)
         return self._in_strips(x, base, film)
@@ -140,9 +143,9 @@ class MultiScaleRefine(nn.Module):
         g = self.spatial_attention(self.channel_attention(g))
         return (x + self.tail(g)).contiguous()
 
-    # Without gradients, on a CPU, the full-resolution layers run in horizontal strips: their
-    # feature maps are thin and the passes over whole-picture maps wait on memory. Each strip is computed
-    # with a halo of rows beyond the reach of its convolutions, which is then dropped.
+    # Without gradients, on a CPU, the full-resolution layers run in horizontal strips
+    # (:mod:`.strips`): their feature maps are thin and the passes over whole-picture maps wait
+    # on memory.
     STRIP_ROWS = 64
     HALO = 4  # the spatial attention's 7x7 convolution reaches 3 rows, the tail 1 more
 
@@ -156,14 +159,14 @@ class MultiScaleRefine(nn.Module):
         strided, rest = self.branch_half[0], self.branch_half[1:]
         g = x.new_empty(n, c, h, w).contiguous(memory_format=torch.channels_last)
         first = x.new_empty(n, c, h // 2, w // 2).contiguous(memory_format=torch.channels_last)
-        for top, bottom, lo, hi in _strips(h, self.STRIP_ROWS, 2):  # the head's and a branch's 3x3
+        for top, bottom, lo, hi in row_strips(h, self.STRIP_ROWS, 2):  # the head's and a branch's 3x3
             f = self._features(x[:, :, lo:hi], None if base is None else base[:, :, lo:hi], film)
             g[:, :, top:bottom] = self.branch_full(f)[:, :, top - lo:bottom - lo]
             first[:, :, top // 2:bottom // 2] = strided(f)[:, :, (top - lo) // 2:(bottom - lo) // 2]
         half = rest(first)
         half = half + _upsample(self.branch_quarter(half), half.shape[-2:])
         total = x.new_zeros(n, c, 1, 1)
-        for top, bottom, _, _ in _strips(h, self.STRIP_ROWS, 0):
+        for top, bottom, _, _ in row_strips(h, self.STRIP_ROWS, 0):
             k0, k1 = max(0, top // 2 - 1), min(h // 2, bottom // 2 + 1)  # bilinear reads 1 row more
             up = _upsample(half[:, :, k0:k1], (2 * (k1 - k0), w))
             rows = g[:, :, top:bottom]
@@ -171,18 +174,11 @@ class MultiScaleRefine(nn.Module):
             total += rows.sum(dim=(2, 3), keepdim=True)
         channel_scale = self.channel_attention.scale(total / (h * w))
         out = torch.empty_like(x, memory_format=torch.contiguous_format)
-        for top, bottom, lo, hi in _strips(h, self.STRIP_ROWS, self.HALO):
+        for top, bottom, lo, hi in row_strips(h, self.STRIP_ROWS, self.HALO):
             gated = self.spatial_attention(g[:, :, lo:hi] * channel_scale)
             out[:, :, top:bottom] = (x[:, :, lo:hi] + self.tail(gated))[:, :, top - lo:bottom - lo]
         return out
 
-
-def _strips(height: int, rows: int, halo: int):
-    """``(top, bottom, lo, hi)`` of each strip of ``rows`` rows: the rows it keeps and, ``halo``
-    more on either side within the picture, the rows it is computed on."""
-    for top in range(0, height, rows):
-        bottom = min(height, top + rows)
-        yield top, bottom, max(0, top - halo), min(height, bottom + halo)
 
 
 def _upsample(t: Tensor, size) -> Tensor:

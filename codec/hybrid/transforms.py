@@ -37,6 +37,7 @@ from compressai.layers import (
 from torch import Tensor
 
 from .config import Config
+from .strips import row_strips
 
 __all__ = ["analysis_transform", "SynthesisTransform", "hyper_analysis", "hyper_synthesis",
            "ResidualUpsample", "BaseConditionedHead", "Y_STRIDE", "Z_STRIDE"]
@@ -113,9 +114,7 @@ class BaseConditionedHead(nn.Module):
             return self._whole(features, base)
         out = base.new_empty(base.shape[0], 3, height, base.shape[-1]).contiguous(
             memory_format=torch.channels_last)
-        for top in range(0, height, self.STRIP_ROWS):
-            bottom = min(height, top + self.STRIP_ROWS)
-            lo, hi = max(0, top - self.HALO), min(height, bottom + self.HALO)
+        for top, bottom, lo, hi in row_strips(height, self.STRIP_ROWS, self.HALO):
             strip = self._whole(features[:, :, lo // 2:hi // 2], base[:, :, lo:hi])
             out[:, :, top:bottom] = strip[:, :, top - lo:bottom - lo]
         return out
