@@ -32,7 +32,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from .strips import row_strips
+from .strips import row_strips, use_strips
 
 __all__ = ["MultiScaleRefine", "SqueezeExcite", "SpatialAttention"]
 
@@ -116,11 +116,9 @@ class MultiScaleRefine(nn.Module):
                 raise ValueError("a conditioned refinement filter needs base= and rate=")
             base = base.contiguous(memory_format=torch.channels_last)
             film = self.rate_film(rate.reshape(-1, 1).to(x.dtype)).chunk(2, dim=1)
-        h, w = x.shape[-2:]
-        whole = x.device.type != "cpu" or h <= self.STRIP_ROWS + 2 * self.HALO or h % 2 or w % 2
-        if whole or torch.is_grad_enabled():
-            return self._whole(x, base, film)
-        return self._in_strips(x, base, film)
+        if use_strips(x, self.STRIP_ROWS, self.HALO):
+            return self._in_strips(x, base, film)
+        return self._whole(x, base, film)
 
     def _features(self, x: Tensor, base: Tensor | None, film) -> Tensor:
         """The head's full-resolution features (of a strip or the whole picture)."""
@@ -143,9 +141,8 @@ class MultiScaleRefine(nn.Module):
         g = self.spatial_attention(self.channel_attention(g))
         return (x + self.tail(g)).contiguous()
 
-    # Without gradients, on a CPU, the full-resolution layers run in horizontal strips
-    # (:mod:`.strips`): their feature maps are thin and the passes over whole-picture maps wait
-    # on memory.
+    # Where :func:`.strips.use_strips` says so, the full-resolution layers run in horizontal
+    # strips: their feature maps are thin and the passes over whole-picture maps wait on memory.
     STRIP_ROWS = 64
     HALO = 4  # the spatial attention's 7x7 convolution reaches 3 rows, the tail 1 more
 
@@ -178,7 +175,6 @@ class MultiScaleRefine(nn.Module):
             gated = self.spatial_attention(g[:, :, lo:hi] * channel_scale)
             out[:, :, top:bottom] = (x[:, :, lo:hi] + self.tail(gated))[:, :, top - lo:bottom - lo]
         return out
-
 
 
 def _upsample(t: Tensor, size) -> Tensor:

@@ -37,7 +37,7 @@ from compressai.layers import (
 from torch import Tensor
 
 from .config import Config
-from .strips import row_strips
+from .strips import row_strips, use_strips
 
 __all__ = ["analysis_transform", "SynthesisTransform", "hyper_analysis", "hyper_synthesis",
            "ResidualUpsample", "BaseConditionedHead", "Y_STRIDE", "Z_STRIDE"]
@@ -86,12 +86,13 @@ def analysis_transform(cfg: Config) -> nn.Sequential:
 class BaseConditionedHead(nn.Module):
     """1/2-resolution synthesis features + the JPEG base → scaled residual at full resolution.
 
-    Without gradients, on a CPU, it runs in horizontal strips of :attr:`STRIP_ROWS` output
-    rows: its full-resolution feature maps are thin (2 x 12 channels) and the passes over them
-    wait on memory when the whole picture's maps are made at once (768x512, one CPU thread:
-    about 125 -> 90 ms beside a training run). Each strip is computed with :attr:`HALO` more rows
-    on either side, more than the three rows its three 3x3 convolutions reach, and the halo
-    dropped, so every output row is computed from the same inputs as without strips.
+    Where :func:`.strips.use_strips` says so (on a CPU, without gradients), it runs in
+    horizontal strips of :attr:`STRIP_ROWS` output rows: its full-resolution feature maps are
+    thin (2 x 12 channels) and the passes over them wait on memory when the whole picture's maps
+    are made at once (768x512, one CPU thread: about 125 -> 90 ms beside a training run). Each
+    strip is computed with :attr:`HALO` more rows on either side, more than the three rows its
+    three 3x3 convolutions reach, and the halo dropped, so every output row is computed from the
+    same inputs as without strips.
     """
 
     STRIP_ROWS = 64
@@ -109,9 +110,9 @@ class BaseConditionedHead(nn.Module):
         return self.fuse(torch.cat([self.up(features), self.base(base - 0.5)], dim=1))
 
     def forward(self, features: Tensor, base: Tensor) -> Tensor:
-        height = base.shape[-2]
-        if torch.is_grad_enabled() or base.device.type != "cpu" or height <= self.STRIP_ROWS + 2 * self.HALO:
+        if not use_strips(base, self.STRIP_ROWS, self.HALO):
             return self._whole(features, base)
+        height = base.shape[-2]
         out = base.new_empty(base.shape[0], 3, height, base.shape[-1]).contiguous(
             memory_format=torch.channels_last)
         for top, bottom, lo, hi in row_strips(height, self.STRIP_ROWS, self.HALO):
