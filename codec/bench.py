@@ -3,7 +3,10 @@
 Every codec is timed on the same images in the same run as CompressAI's
 ``bmshj2018-hyperprior`` (Ballé et al. 2018, quality-3 architecture: N=128, M=192, random
 weights — the time of a forward pass does not depend on the weight values), and reported as
-a ratio to it.
+a ratio to it. The reference runs twice: as CompressAI's own tools run it (contiguous NCHW
+tensors, ``ToTensor``'s layout), the ratio the targets are set against, and in channels-last,
+the memory layout the learned codecs here choose for themselves on a CPU, which makes the
+reference faster too: the second ratio says how the codecs compare with it run as they are.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ class BenchRow:
     enc_kmac_px: float
     dec_kmac_px: float
     ratio_to_reference: float = float("nan")
+    ratio_to_channels_last_reference: float = float("nan")
 
 
 class _PeakMemory:
@@ -221,7 +225,7 @@ def _coders(names: list[str], weights: str, device: str | None) -> list[Coder]:
     from . import registry
     from .learned import select_device
 
-    coders = [_reference_coder(str(select_device(device)))]
+    coders = [_reference_coder(str(select_device(device)), channels_last) for channels_last in (False, True)]
     for name in names:
         learned = registry.entry(name).learned
         codec = registry.create(name, weights=weights, device=device) if learned else registry.create(name)
@@ -260,7 +264,10 @@ def _memory_pass_main() -> None:
     print(json.dumps([peak_memory(c, images) for c in coders]))
 
 
-def _reference_coder(device: str) -> Coder:
+def _reference_coder(device: str, channels_last: bool = False) -> Coder:
+    """The reference, in CompressAI's layout (contiguous NCHW) or, with ``channels_last``, its
+    parameters and input in channels-last (on a CPU thread oneDNN's convolutions run faster
+    so; 768x512: encode 600 -> 540 ms, decode 850 -> 605 ms)."""
     import torch
     from compressai.zoo import bmshj2018_hyperprior
 
@@ -269,10 +276,12 @@ def _reference_coder(device: str) -> Coder:
     torch.manual_seed(0)
     net = bmshj2018_hyperprior(quality=3, pretrained=False).eval().to(device)
     net.update(force=True)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    net.to(memory_format=layout)
 
     def enc(img):
         with torch.no_grad(), coding_context(device):  # as the learned codecs code
-            x = pad_to_multiple(image_to_tensor(img, device), 64)
+            x = pad_to_multiple(image_to_tensor(img, device), 64).contiguous(memory_format=layout)
             out = net.compress(x)
             return out, img.shape
 
@@ -283,7 +292,8 @@ def _reference_coder(device: str) -> Coder:
             return tensor_to_image(x[..., : shape[0], : shape[1]])
 
     params = sum(p.numel() for p in net.parameters())
-    return Coder("bmshj2018-hyperprior (ref)", "random", device, params, enc, dec)
+    name = "bmshj2018-hyperprior (ref, channels-last)" if channels_last else "bmshj2018-hyperprior (ref)"
+    return Coder(name, "random", device, params, enc, dec)
 
 
 def _codec_coder(codec) -> Coder:
@@ -298,13 +308,20 @@ def _codec_coder(codec) -> Coder:
 
 
 def format_table(rows: list[BenchRow]) -> str:
-    lines = ["| codec | weights | device | params | encode ms | decode ms | enc+dec vs ref | peak MB | "
-             "enc kMAC/px | dec kMAC/px |", "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| codec | weights | device | params | encode ms | decode ms | enc+dec vs ref | "
+             "vs ref channels-last | peak MB | enc kMAC/px | dec kMAC/px |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+
+    def k(v):
+        return "–" if v != v else f"{v:.1f}"
+
+    def ratio(v):
+        return "–" if v != v else f"{v:.2f}×"
+
     for r in rows:
-        def k(v):
-            return "–" if v != v else f"{v:.1f}"
         lines.append(f"| {r.codec} | {r.weights} | {r.device} | {r.params:,} | {r.encode_ms:.1f} | "
-                     f"{r.decode_ms:.1f} | {r.ratio_to_reference:.2f}× | {r.peak_mb:.0f} | "
+                     f"{r.decode_ms:.1f} | {ratio(r.ratio_to_reference)} | "
+                     f"{ratio(r.ratio_to_channels_last_reference)} | {r.peak_mb:.0f} | "
                      f"{k(r.enc_kmac_px)} | {k(r.dec_kmac_px)} |")
     return "\n".join(lines)
 
@@ -330,9 +347,10 @@ def run(args, paths: list[Path]) -> int:
         peaks = [peak_memory(c, images) for c in coders]
     for row, peak in zip(rows, peaks):
         row.peak_mb = peak
-    ref = rows[0].encode_ms + rows[0].decode_ms
+    ref, ref_channels_last = (row.encode_ms + row.decode_ms for row in rows[:2])
     for r in rows:
         r.ratio_to_reference = (r.encode_ms + r.decode_ms) / ref
+        r.ratio_to_channels_last_reference = (r.encode_ms + r.decode_ms) / ref_channels_last
     sizes = sorted({f"{im.shape[1]}x{im.shape[0]}" for im in images})
     threads = "coding on one torch thread" if device == "cpu" else f"torch threads {torch.get_num_threads()}"
     header = (f"{len(images)} images of {args.folder} ({', '.join(sizes)}), median of {args.repeat} runs "

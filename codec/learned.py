@@ -80,7 +80,9 @@ def image_to_tensor(image: np.ndarray, device) -> "torch.Tensor":
     import torch
 
     # A copy: arrays from decoders or the GUI may be read-only, which torch warns about.
-    t = torch.from_numpy(np.array(image, dtype=np.uint8, copy=True)).permute(2, 0, 1).unsqueeze(0)
+    # The batch dimension before the permute: unsqueezed after it, its stride is 3, which
+    # torch.cat reads as not channels-last and answers with a (slower) NCHW tensor.
+    t = torch.from_numpy(np.array(image, dtype=np.uint8, copy=True)).unsqueeze(0).permute(0, 3, 1, 2)
     return t.to(device=device, dtype=torch.float32) / 255.0
 
 

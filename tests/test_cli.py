@@ -281,9 +281,14 @@ def test_bench_times_codecs_against_the_reference_and_writes_tables(tmp_path, ph
     Image.fromarray(np.ascontiguousarray(photo[:64, :64])).save(folder / "a.png")
     out = tmp_path / "bench.json"
     assert main(["bench", str(folder), "--codecs", "jpeg", "--repeat", "1", "--out", str(out)]) == 0
-    ref, jpeg = json.loads(out.read_text())
-    assert ref["codec"].startswith("bmshj2018-hyperprior") and ref["ratio_to_reference"] == 1.0
-    assert ref["params"] > 1_000_000 and ref["enc_kmac_px"] > 1
+    ref, ref_channels_last, jpeg = json.loads(out.read_text())
+    assert ref["codec"] == "bmshj2018-hyperprior (ref)" and ref["ratio_to_reference"] == 1.0
+    assert ref_channels_last["codec"] == "bmshj2018-hyperprior (ref, channels-last)"
+    assert ref_channels_last["ratio_to_channels_last_reference"] == 1.0
+    assert jpeg["ratio_to_channels_last_reference"] == pytest.approx(
+        jpeg["ratio_to_reference"] * ref_channels_last["ratio_to_channels_last_reference"]
+        / ref_channels_last["ratio_to_reference"])
+    assert ref["params"] == ref_channels_last["params"] > 1_000_000 and ref["enc_kmac_px"] > 1
     assert jpeg["codec"] == "jpeg" and 0 < jpeg["encode_ms"] and 0 < jpeg["decode_ms"]
     # measured by a second process (the memory pass); NaN if it did not report
     assert 0 < ref["peak_mb"] < 1000 and 0 <= jpeg["peak_mb"] < 1000

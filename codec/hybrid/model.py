@@ -88,7 +88,10 @@ class HybridModel(CompressionModel):
         x, base = x.contiguous(memory_format=layout), base.contiguous(memory_format=layout)
         r = (x - base) * self.config.residual_gain
         inp = torch.cat([r, base - 0.5], dim=1) if self.config.base_side_info else r
-        return self.g_a(inp)
+        # torch.cat returns NCHW where an input's size-1 batch dimension has an unusual stride
+        # (one from unsqueezing a permuted HWC array): the first, full-resolution stage would
+        # then run in NCHW, twice as slow.
+        return self.g_a(inp.contiguous(memory_format=layout))
 
     def _synthesis(self, y_hat: Tensor, base: Tensor, rate: Tensor, refine: bool) -> dict[str, Tensor]:
         r_hat = self.g_s(y_hat, base) / self.config.residual_gain

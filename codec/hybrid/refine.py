@@ -127,7 +127,7 @@ class MultiScaleRefine(nn.Module):
         conv, act = self.head
         # One 6-channel convolution rather than two 3-channel ones and the sum of their
         # full-resolution outputs, which cost more than the convolutions on a CPU.
-        both = torch.cat([x, base - 0.5], dim=1)
+        both = torch.cat([x, base - 0.5], dim=1).contiguous(memory_format=torch.channels_last)  # see HybridModel._analysis
         f = act(F.conv2d(both, torch.cat([conv.weight, self.head_base.weight], dim=1), conv.bias, padding=1))
         scale, shift = film
         return torch.addcmul(shift[..., None, None], f, 1 + scale[..., None, None])
