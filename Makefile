@@ -28,6 +28,7 @@ CODECS ?= jpeg,jpeg:tables=psnr,jpeg:tables=psnr:scan=smallest,hybrid,hybrid:ref
 # The encoders' 10-step latent refinement, in a run of its own: it takes twice as long as all of
 # the above (each step costs about an encode).
 OPTIMIZE_CODECS ?= jpeg,hybrid:optimize=10,wavelet:optimize=10
+OPTIMIZE_OUT ?= results/kodak-optimize
 JOBS ?= 2
 LEARNING := results/learning
 CURVES ?= $(LEARNING)/wavelet-cpu-s1-val.csv=wavelet $(LEARNING)/wavelet-cpu-s2-val.csv=wavelet+wavelet-cpu-s1 \
@@ -69,7 +70,7 @@ results: $(STAMP)
 	$(VENV)/bin/python scripts/readme_tables.py
 
 results-optimize: $(STAMP)
-	$(VENV)/bin/lic-codec eval $(KODAK) --codecs $(OPTIMIZE_CODECS) --anchors $(ANCHORS) --jobs $(JOBS) --out results/kodak-optimize
+	$(VENV)/bin/lic-codec eval $(KODAK) --codecs $(OPTIMIZE_CODECS) --anchors $(ANCHORS) --jobs $(JOBS) --out $(OPTIMIZE_OUT)
 
 curve: $(STAMP)
 	$(VENV)/bin/lic-train curve $(CURVES) --reference $(KODAK) --images 2 --crop 256 --out $(LEARNING)/curve.png

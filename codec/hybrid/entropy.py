@@ -39,6 +39,7 @@ from compressai.latent_codecs import (
 )
 from compressai.layers import CheckerboardMaskedConv2d
 
+from ..gaussian import GaussianConditional
 from .config import Config
 from .transforms import hyper_analysis, hyper_synthesis
 
@@ -60,7 +61,8 @@ def entropy_parameters(m: int) -> nn.Sequential:
 def latent_codec(cfg: Config) -> HyperpriorLatentCodec:
     m, k = cfg.M, cfg.context_kernel
     y_codec = CheckerboardLatentCodec(
-        latent_codec={"y": GaussianConditionalLatentCodec()},  # its own ŷ is unused
+        latent_codec={"y": GaussianConditionalLatentCodec(  # its own ŷ is unused
+            gaussian_conditional=GaussianConditional(None))},
         entropy_parameters=entropy_parameters(m),
         context_prediction=CheckerboardMaskedConv2d(m, 2 * m, kernel_size=k, padding=k // 2, stride=1),
         anchor_parity="even",

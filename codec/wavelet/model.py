@@ -25,10 +25,11 @@ import math
 import torch
 from torch import nn
 
-from compressai.entropy_models import EntropyBottleneck, GaussianConditional
+from compressai.entropy_models import EntropyBottleneck
 from compressai.models import CompressionModel
 
 from ..dwt import BANDS, HIGH_BANDS, dwt, idwt
+from ..gaussian import GaussianConditional
 from .config import Config
 from .entropy import RansReader, RansWriter, TrainingIO, check_rans_stream
 from .gate import FrequencyGate
