@@ -536,8 +536,8 @@ def test_forward_survives_channels_last_batches():
 
 def test_coding_runs_every_analysis_stage_channels_last():
     """Without gradients the analysis runs channels-last (about twice as fast on a CPU), its
-    first, full-resolution stage too: torch.cat of channels-last tensors does not keep the
-    layout, so the joined residual and base must be converted after it."""
+    first, full-resolution stage too: torch.cat returns NCHW where an input's size-1 batch
+    dimension has an unusual stride, so the joined residual and base must be converted after it."""
     model = Model(Config.tiny()).eval()
     model.update(force=True)
     assert model.config.base_side_info
