@@ -352,7 +352,7 @@ def run(args, paths: list[Path]) -> int:
         r.ratio_to_reference = (r.encode_ms + r.decode_ms) / ref
         r.ratio_to_channels_last_reference = (r.encode_ms + r.decode_ms) / ref_channels_last
     sizes = sorted({f"{im.shape[1]}x{im.shape[0]}" for im in images})
-    threads = "coding on one torch thread" if device == "cpu" else f"torch threads {torch.get_num_threads()}"
+    threads = "coding on one thread (torch and BLAS)" if device == "cpu" else f"torch threads {torch.get_num_threads()}"
     header = (f"{len(images)} images of {args.folder} ({', '.join(sizes)}), median of {args.repeat} runs "
               f"each, the codecs taking turns image by image, {threads}, device {device}")
     table = format_table(rows)

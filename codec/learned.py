@@ -39,20 +39,27 @@ RANDOM_INIT_SEED = 20261122
 
 @contextlib.contextmanager
 def one_cpu_thread():
-    """Torch's CPU kernels on one thread of the calling thread, restored after.
+    """Torch's CPU kernels and numpy's BLAS (the post-filter's sums and taps) on one thread of
+    the calling thread, restored after.
 
     A kernel splits its sums by the thread count, so the same network on another count differs
     in the last bits: enough for the entropy model's scales to pick other tables in a decoder
     than in its encoder (a hybrid file encoded on one thread decoded to garbage on two), and
-    for a pixel of the synthesis to round the other way.
+    for a pixel of the synthesis to round the other way. BLAS threads change no result of
+    ours (the post-filter's arithmetic is exact), but OpenBLAS's threads wait for each other
+    by spinning: with another process on the second core a 58 × 58 solve took 7 ms instead of
+    27 µs, and the encoder solves about a hundred. One thread also makes "coding on one thread"
+    true of the whole codec, as the bench says it is.
     """
     import torch
+    from threadpoolctl import threadpool_limits
 
     before = torch.get_num_threads()
     if before != 1:  # the bench, eval's workers and training already run on one thread
         torch.set_num_threads(1)
     try:
-        yield
+        with threadpool_limits(1, user_api="blas"):
+            yield
     finally:
         if before != 1:
             torch.set_num_threads(before)
