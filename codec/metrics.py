@@ -28,8 +28,13 @@ def squared_error(a: np.ndarray, b: np.ndarray) -> int:
     """The sum of squared differences over all pixels and channels, exactly (an integer): what
     encoders compare when they choose between two pictures."""
     _check_pair(a, b)
-    d = a.astype(np.int64) - b
-    return int(np.sum(d * d))
+    # A float64 dot product is exact here and three times faster than int64 arithmetic: every
+    # partial sum is an integer below 2^53 (65,025 times 3 · 2^32 values at most, images being
+    # at most 2^16 on a side).
+    d = a.astype(np.float64)
+    d -= b
+    d = d.reshape(-1)
+    return int(np.dot(d, d))
 
 
 def mse(a: np.ndarray, b: np.ndarray) -> float:

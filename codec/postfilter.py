@@ -26,11 +26,13 @@ has made on its way to ``dec``, which the codec names (the hybrid's JPEG base an
 refinement filter ran, its picture before it): a tap on each guide's difference from the decoded
 picture lets the encoder take back, per image and per channel, part of what the decoder's last
 stages did (the refinement filter too strong or too weak on this picture, say). The taps are
-integers at a scale of 2^F; the decoder applies them to the 8-bit decoded image with float64
-arithmetic on integer values, where every product and partial sum is an integer far below 2^53,
-hence exact in any order of summation: the filtered picture is identical wherever it is decoded.
-(Float32 would be faster, but its 2^24 would bound the taps to about ±4, and least squares over
-the correlated colour channels gives opposing taps of ±10 that matter.)
+integers at a scale of 2^F; the decoder applies them to the 8-bit decoded image with floating-point
+arithmetic on integer values, where every product and partial sum is an integer small enough to be
+exact, hence exact in any order of summation: the filtered picture is identical wherever it is
+decoded. The sum of each tap's magnitude times its feature's largest bounds every partial sum; where
+it is below 2^24 (every filter the encoder chose on Kodak: at most 2^21.3) the filter runs in
+float32, about twice as fast, and otherwise in float64, exact for every filter the format allows
+(below 2^53). Both give the same picture, so the choice is not written in the file.
 
 Section payload (``postfilter``): ``shape u8 | F u8 | k u8``, with shape 4 ``classes u8 |
 radius u8 | guides u8 | clip u8`` more (shape 3: no ``clip``, none; shape 2: ``classes u8``,
@@ -86,7 +88,7 @@ FRACTION_BITS = 8
 # The taps' scales the encoder tries: finer taps cost more bytes; on Kodak pictures 2^8 is
 # best most often, 2^7 on small files, 2^9 on large ones.
 FRACTION_CHOICES = (7, 8, 9)
-MAX_TAP = 1 << 20  # far beyond any useful tap; bounds every sum well below 2^53
+MAX_TAP = 1 << 20  # far beyond any useful tap; bounds every sum of a filter below 2^53
 MAX_FRACTION_BITS = 16
 RIDGE = 1e-6
 # The rate a post-filter must pay for: the codecs here gain about 2 to 3 dB per doubling of
@@ -180,24 +182,26 @@ def activity_classes(image: np.ndarray, classes: int) -> np.ndarray:
     return np.searchsorted(bounds, act, side="right").astype(np.uint8)
 
 
-def _bands(image: np.ndarray, step: int, r: int, guides: Sequence[np.ndarray] = (),
-           clip: int = 0, grid: Sequence[tuple[int, int]] = ((0, 0),)
+def _bands(image: np.ndarray, r: int, guides: Sequence[np.ndarray] = (), clip: int = 0, dtype=np.float64,
+           step: int = 1, grid: Sequence[tuple[int, int]] = ((0, 0),)
            ) -> Iterator[tuple[tuple[slice, slice], np.ndarray]]:
     """``(index, features)`` for bands of ``image`` read at every ``step``-th row and column from
-    each offset ``(row, column)`` of ``grid``: the pixels ``image[index]`` and the float64
+    each offset ``(row, column)`` of ``grid``: the pixels ``image[index]`` and the ``dtype``
     ``(num_features(r, len(guides), clip), pixels)`` matrix of their raw features of the diamond
     of radius ``r``, one feature a row (written in place: stacking columns cost as much as the
-    filtering). Raw features are, per input channel, the centred pixel x − 128 and each pair's sum
-    x(p+d) + x(p−d), then where ``clip`` each pair's clipped luma differences clip(Y(p+d) − Y(p)) +
-    clip(Y(p−d) − Y(p)) (:func:`_luma`), then each guide's difference from ``image`` per channel,
-    then 1; :func:`_raw_to_taps` maps them to the taps' features. Summing a pair is one pass where
-    its second difference would be two."""
+    filtering). Raw features are, per input channel, the centred pixel x − 128 and each pair's
+    centred sum x(p+d) + x(p−d) − 256, then where ``clip`` each pair's clipped luma differences
+    clip(Y(p+d) − Y(p)) + clip(Y(p−d) − Y(p)) (:func:`_luma`), then each guide's difference from
+    ``image`` per channel, then 1; :func:`_raw_to_taps` maps them to the taps' features. Summing a
+    pair is one pass where its second difference would be two."""
     count, each, n_pairs = num_features(r, len(guides), clip), per_channel(r), len(pairs(r))
     h, w = image.shape[:2]
-    # Features are made in int16, a band at a time, and converted to float64 in one copy a
-    # group: two to three times faster than ufuncs that convert as they go.
+    # Features are made in int16, a band at a time, and converted to ``dtype`` in one copy a
+    # group: two to three times faster than ufuncs that convert as they go. The planes are
+    # centred once, so that a pair's sum is its centred sum.
     padded = np.ascontiguousarray(np.pad(image, ((r, r), (r, r), (0, 0)), mode="edge").transpose(2, 0, 1))
     padded = padded.astype(np.int16)
+    padded -= 128
     luma = _luma(padded) if clip else None  # once: the fit's grid reads each band four times
     guides_at = count - 1 - 3 * len(guides)
     rows = max(1, _PIXELS_PER_BLOCK * step * step // (w * len(grid))) // step * step or step
@@ -213,14 +217,13 @@ def _bands(image: np.ndarray, step: int, r: int, guides: Sequence[np.ndarray] = 
         if 0 in shape:
             continue
         index = (slice(y0 + oy, y1, step), slice(ox, None, step))
-        features = np.empty((count, shape[0] * shape[1]))
+        features = np.empty((count, shape[0] * shape[1]), dtype=dtype)
         rows_of = features.reshape(count, *shape)
         work = np.empty((2, n_pairs, 3) + shape, dtype=np.int16)
         for k, (dy, dx) in enumerate(pairs(r)):
             np.add(shifted(band, dy, dx), shifted(band, -dy, -dx), out=work[0, k])
         for c in range(3):
-            np.subtract(centre[c], 128, out=work[1, 0, c])
-            rows_of[c * each] = work[1, 0, c]
+            rows_of[c * each] = centre[c]
             rows_of[c * each + 1:(c + 1) * each] = work[0, :, c]
         if clip:
             band_luma = luma[y0:y1 + 2 * r]
@@ -236,12 +239,12 @@ def _bands(image: np.ndarray, step: int, r: int, guides: Sequence[np.ndarray] = 
             for c in range(3):
                 np.subtract(guide[index + (c,)], image[index + (c,)], out=work[1, 0, c], dtype=np.int16)
             rows_of[guides_at + 3 * g:guides_at + 3 * g + 3] = work[1, 0]
-        features[-1] = 1.0
+        features[-1] = 1
         yield index, features
 
 
 def _luma(planes: np.ndarray) -> np.ndarray:
-    """int16 R + 2G + B of ``(3, H, W)`` int16 planes."""
+    """int16 R + 2G + B of ``(3, H, W)`` int16 planes (centred: only its differences are used)."""
     luma = planes[1] << 1
     luma += planes[0]
     luma += planes[2]
@@ -251,15 +254,14 @@ def _luma(planes: np.ndarray) -> np.ndarray:
 @functools.cache
 def _raw_to_taps(r: int, guides: int, clip: int = 0) -> np.ndarray:
     """``(F, F)`` int64 ``T`` with taps' features = ``T`` @ raw features (:func:`_bands`): a pair's
-    second difference x(p+d) + x(p−d) − 2x(p) is its sum − 2(x − 128) − 256 · 1 (the clipped
-    luma differences are the same in both)."""
+    second difference x(p+d) + x(p−d) − 2x(p) is its centred sum − 2(x − 128) (the clipped luma
+    differences, the guides' and the offset are the same in both)."""
     count, each = num_features(r, guides, clip), per_channel(r)
     t = np.eye(count, dtype=np.int64)
     for c in range(3):
         first = c * each
         for k in range(first + 1, first + each):
             t[k, first] = -2
-            t[k, -1] = -256
     t.setflags(write=False)
     return t
 
@@ -275,12 +277,8 @@ class _Sums:
 
     def merged(self, classes: int) -> "_Sums":
         """The sums of ``classes`` classes, each a union of consecutive fine ones (:func:`_coarse`)."""
-        group = _coarse(len(self.energy), classes)
-
         def merge(a: np.ndarray) -> np.ndarray:
-            out = np.zeros((classes,) + a.shape[1:])
-            np.add.at(out, group, a)
-            return out
+            return a.reshape((classes, -1) + a.shape[1:]).sum(axis=1)
 
         return _Sums(merge(self.gram), merge(self.rhs), merge(self.energy))
 
@@ -306,7 +304,7 @@ def _sums(original: np.ndarray, decoded: np.ndarray, cls: np.ndarray, fine: int,
     gram = np.zeros((fine, count, count))
     rhs = np.zeros((fine, count, 3))
     energy = np.zeros(fine)
-    for index, a in _bands(decoded, step, radius, guides, clip, grid):
+    for index, a in _bands(decoded, radius, guides, clip, step=step, grid=grid):
         target = (original[index].astype(np.float64) - decoded[index]).reshape(-1, 3)
         for c, columns in _by_class(cls[index].reshape(-1), fine):
             part, t = a[:, columns], target[columns]
@@ -386,30 +384,56 @@ def _apply(decoded: np.ndarray, pf: PostFilter, cls: np.ndarray,
     for guide in guides:
         if guide.shape != decoded.shape or guide.dtype != np.uint8:
             raise ValueError(f"a guide picture must be {decoded.shape} uint8, not {guide.shape} {guide.dtype}")
+    weights = _raw_weights(pf)
+    # Exact in float32 where no sum can reach 2^24 (see the module's docstring).
+    largest = float(np.max(np.abs(weights) @ _largest_features(pf.radius, pf.guides, pf.clip)))
+    dtype = np.float32 if largest < 1 << 24 else np.float64
+    weights = weights.reshape(-1, weights.shape[-1]).astype(dtype)
+    scale = dtype(1.0 / (1 << pf.fraction_bits))
+    out = np.empty_like(decoded)
+    for index, a in _bands(decoded, pf.radius, guides, pf.clip, dtype=dtype):
+        # (pixels, classes · 3): each pixel's outputs side by side, as the image stores them.
+        every = a.T @ weights.T
+        if pf.classes == 1:
+            acc = every
+        else:
+            # Every class's filter on every pixel, then each pixel's own: two to three times
+            # faster than gathering each class's pixels (the gathers cost more than the sums).
+            own = cls[index].reshape(-1).astype(np.intp)
+            acc = every.reshape(-1, pf.classes, 3)[np.arange(own.size), own]
+        acc *= scale  # exact: a power of two
+        # Clipped to [0, 255], the cast's truncation is the floor.
+        np.clip(acc, 0, 255, out=acc)
+        out[index] = acc.reshape(out[index].shape)
+    return out
+
+
+def _raw_weights(pf: PostFilter) -> np.ndarray:
+    """``(classes, 3, F)`` float64: the integer weights of the raw features (:func:`_bands`) that
+    give each output channel times ``2^F`` plus ``2^(F-1)``, the decoded channel's own value
+    included: ``2^F`` more on its centred pixel (x − 128) and ``128 · 2^F + 2^(F-1)`` more on the
+    offset. Integers below 2^25 (``MAX_TAP`` times 25 on a centred pixel)."""
     f = pf.fraction_bits
-    # dec_c · 2^F + 2^(F-1) folded into the taps: 2^F more on each channel's centred pixel
-    # (x - 128) and 128 · 2^F + 2^(F-1) more on the offset.
-    # In the raw features: integers below 2^35 (the offset takes 256 times every pair tap).
     weights = (pf.taps @ _raw_to_taps(pf.radius, pf.guides, pf.clip)).astype(np.float64)
     for c in range(3):
         weights[:, c, c * per_channel(pf.radius)] += 1 << f
     weights[:, :, -1] += 128 * (1 << f) + (1 << (f - 1))
-    scale = 1.0 / (1 << f)
-    out = np.empty_like(decoded)
-    for index, a in _bands(decoded, 1, pf.radius, guides, pf.clip):
-        if pf.classes == 1:
-            acc = weights[0] @ a  # (3, pixels)
-        else:
-            # Every class's filter on every pixel, then each pixel's own: two to three times
-            # faster than gathering each class's pixels (the gathers cost more than the sums).
-            every = (weights.reshape(-1, weights.shape[-1]) @ a).reshape(pf.classes, 3, -1)
-            own = cls[index].reshape(1, 1, -1).astype(np.intp)
-            acc = np.take_along_axis(every, own, axis=0)[0]
-        acc *= scale  # exact: a power of two
-        np.floor(acc, out=acc)
-        np.clip(acc, 0, 255, out=acc)
-        out[index] = acc.T.reshape(out[index].shape)
-    return out
+    return weights
+
+
+@functools.cache
+def _largest_features(r: int, guides: int, clip: int) -> np.ndarray:
+    """``(F,)`` float64: the largest magnitude each raw feature (:func:`_bands`) can take."""
+    each, n_pairs = per_channel(r), len(pairs(r))
+    largest = np.ones(num_features(r, guides, clip))
+    for c in range(3):
+        largest[c * each] = 128  # x − 128
+        largest[c * each + 1:(c + 1) * each] = 256  # x(p+d) + x(p−d) − 256
+    if clip:
+        largest[3 * each:3 * each + n_pairs] = 2 * clip
+    largest[num_features(r, 0, clip) - 1:-1] = 255  # a guide's difference from the picture
+    largest.setflags(write=False)
+    return largest
 
 
 # -- the section ------------------------------------------------------------------------------

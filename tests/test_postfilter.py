@@ -88,6 +88,32 @@ def test_apply_is_the_integer_filter_exactly(rng, monkeypatch, h, w, bound, bloc
             P.apply(image, pf, pictures[:guides - 1])
 
 
+@pytest.mark.parametrize("fits_float32", [True, False], ids=["float32", "float64"])
+def test_filters_either_side_of_float32s_limit_are_exact(rng, monkeypatch, fits_float32):
+    """The filter runs in float32 where its sums cannot reach 2^24: the taps of one pattern,
+    scaled to the largest whose bound is below 2^24 and to the next, run in float32 and in
+    float64, and both give the integer filter's picture."""
+    radius, guides, clip = P.RADIUS, 2, P.CLIP
+    pattern = rng.integers(-1000, 1001, (3, 3, P.num_features(radius, guides, clip)))
+
+    def bound(scale: int) -> float:
+        pf = P.PostFilter(pattern * scale // 1000, 8, radius, guides, clip)
+        return float(np.max(np.abs(P._raw_weights(pf)) @ P._largest_features(radius, guides, clip)))
+
+    low, high = 1, 1 << 20  # bound(low) < 2^24 <= bound(high)
+    while high - low > 1:
+        mid = (low + high) // 2
+        low, high = (mid, high) if bound(mid) < 1 << 24 else (low, mid)
+    pf = P.PostFilter(pattern * (low if fits_float32 else high) // 1000, 8, radius, guides, clip)
+    dtypes = []
+    real = P._bands
+    monkeypatch.setattr(P, "_bands", lambda *a, **k: (dtypes.append(k.get("dtype")), real(*a, **k))[1])
+    image = np.where(rng.random((40, 57, 3)) < 0.5, 0, 255).astype(np.uint8)
+    opposite = [255 - image, image // 2]
+    assert np.array_equal(P.apply(image, pf, opposite), _direct(image, pf, opposite))
+    assert dtypes == [np.float32 if fits_float32 else np.float64]
+
+
 def test_activity_classes_follow_their_definition_and_nest(photo, rng):
     flat = np.full((9, 11, 3), 77, dtype=np.uint8)
     assert len(np.unique(P.activity_classes(flat, 4))) == 1  # all tied: one class
@@ -149,7 +175,7 @@ def test_large_pictures_are_fitted_on_every_pixel_phase(rng, monkeypatch):
         chosen |= (ys % P._FIT_STEP == oy) & (xs % P._FIT_STEP == ox)
     assert abs(chosen.mean() - 1 / P._FIT_STEP) < 0.01
     # Every pixel's features, row by row (the bands are whole rows), masked below.
-    every = np.concatenate([a for _, a in P._bands(decoded, 1, P.RADIUS, (guide,), P.CLIP)], axis=1)
+    every = np.concatenate([a for _, a in P._bands(decoded, P.RADIUS, (guide,), P.CLIP)], axis=1)
     to_taps = P._raw_to_taps(P.RADIUS, 1, P.CLIP).astype(np.float64)
     target = (original.astype(np.float64) - decoded).reshape(-1, 3)
     for c in range(3):
