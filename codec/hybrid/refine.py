@@ -154,8 +154,9 @@ class MultiScaleRefine(nn.Module):
         n, _, h, w = x.shape
         c = self.branch_full[0].out_channels
         strided, rest = self.branch_half[0], self.branch_half[1:]
-        g = x.new_empty(n, c, h, w).contiguous(memory_format=torch.channels_last)
-        first = x.new_empty(n, c, h // 2, w // 2).contiguous(memory_format=torch.channels_last)
+        # Made channels-last (rather than made NCHW and converted, a full copy of nothing).
+        g = torch.empty(n, c, h, w, dtype=x.dtype, device=x.device, memory_format=torch.channels_last)
+        first = torch.empty(n, c, h // 2, w // 2, dtype=x.dtype, device=x.device, memory_format=torch.channels_last)
         for top, bottom, lo, hi in row_strips(h, self.STRIP_ROWS, 2):  # the head's and a branch's 3x3
             f = self._features(x[:, :, lo:hi], None if base is None else base[:, :, lo:hi], film)
             g[:, :, top:bottom] = self.branch_full(f)[:, :, top - lo:bottom - lo]

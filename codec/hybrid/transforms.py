@@ -113,8 +113,8 @@ class BaseConditionedHead(nn.Module):
         if not use_strips(base, self.STRIP_ROWS, self.HALO):
             return self._whole(features, base)
         height = base.shape[-2]
-        out = base.new_empty(base.shape[0], 3, height, base.shape[-1]).contiguous(
-            memory_format=torch.channels_last)
+        out = torch.empty(base.shape[0], 3, height, base.shape[-1], dtype=base.dtype, device=base.device,
+                          memory_format=torch.channels_last)
         for top, bottom, lo, hi in row_strips(height, self.STRIP_ROWS, self.HALO):
             strip = self._whole(features[:, :, lo // 2:hi // 2], base[:, :, lo:hi])
             out[:, :, top:bottom] = strip[:, :, top - lo:bottom - lo]
