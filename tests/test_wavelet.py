@@ -288,6 +288,23 @@ def test_config_validation():
     assert Config().attention_heads == 8 and Config().ll_steps == 10 and Config().hf_steps == 4
 
 
+@pytest.mark.parametrize("rate", [-0.5, 0.4, 1.0])
+def test_compress_returns_the_decoders_latent(codec, photo, rate):
+    """The encoder synthesises compress()'s ŷ instead of decoding its own streams: it must be
+    the decoder's, bit for bit, and so must the gates and steps that the app shows."""
+    from codec.learned import image_to_tensor, pad_to_multiple
+
+    m = codec.model
+    x = pad_to_multiple(image_to_tensor(photo, "cpu"), m.stride)
+    with torch.no_grad():
+        enc = m.compress(x, rate)
+        dec = m.decompress(enc["strings"], x.shape[-2], x.shape[-1], rate)
+    for key in ("yhat", "gates", "deltas"):
+        assert enc[key].keys() == dec[key].keys()
+        assert all(torch.equal(enc[key][b], dec[key][b]) for b in enc[key]), key
+    assert torch.equal(m.reconstruct(enc["yhat"]), dec["x_hat"])
+
+
 def test_coded_bits_match_model_likelihoods(codec):
     """The rANS streams code exactly the distributions forward() trains (σ/Δ, per-step order)."""
     from skimage import data

@@ -177,7 +177,11 @@ class Model(CompressionModel):
     # -- entropy coding -----------------------------------------------------------------------------
     def compress(self, x: torch.Tensor, rate: float, latent_steps: int = 0,
                  valid: tuple[int, int] | None = None) -> dict:
-        """``x`` (1, 3, H, W), H and W multiples of ``stride`` → strings per section and y bands.
+        """``x`` (1, 3, H, W), H and W multiples of ``stride`` → strings per section, the y bands,
+        and what the decoder will rebuild from the strings: ŷ per band, the gates and the steps.
+        Writer and reader hand the band coders the same integers (:mod:`.entropy`), so this ŷ is
+        the decoder's bit for bit and :meth:`reconstruct` of it is the decoder's picture: the
+        encoder need not decode its own streams.
 
         ``latent_steps`` > 0 first refines the analysis transform's latent for this image
         (:func:`codec.latent_search.refine_latent`, measured on the top-left ``valid`` (h, w) region,
@@ -195,8 +199,9 @@ class Model(CompressionModel):
         deltas = self.quantizer.steps(torch.tensor([float(rate)], device=x.device))
         writer = RansWriter(self.gaussian_conditional)
         y_bands = dict(zip(BANDS, dwt(y)))
-        self.code_bands(self.hyper_states(z_hat), deltas, writer, y_bands)
-        return {"strings": {"hyper": z_string, **writer.strings()}, "y": y_bands}
+        yhat, gates = self.code_bands(self.hyper_states(z_hat), deltas, writer, y_bands)
+        return {"strings": {"hyper": z_string, **writer.strings()}, "y": y_bands, "yhat": yhat, "gates": gates,
+                "deltas": deltas}
 
     def decompress(self, strings: dict[str, bytes], height: int, width: int, rate: float,
                    trace: list | None = None) -> dict:
@@ -209,5 +214,9 @@ class Model(CompressionModel):
         deltas = self.quantizer.steps(torch.tensor([float(rate)], device=z_hat.device))
         reader = RansReader(self.gaussian_conditional, {b: strings[b] for b in BANDS})
         yhat, gates = self.code_bands(self.hyper_states(z_hat), deltas, reader, trace=trace)
-        x_hat = self.g_s(idwt(*(yhat[b] for b in BANDS))).clamp(0, 1)
-        return {"x_hat": x_hat, "yhat": yhat, "gates": gates, "deltas": deltas}
+        return {"x_hat": self.reconstruct(yhat), "yhat": yhat, "gates": gates, "deltas": deltas}
+
+    @torch.no_grad()
+    def reconstruct(self, yhat: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The decoded picture (padded, in [0, 1]) of the bands ``yhat``."""
+        return self.g_s(idwt(*(yhat[b] for b in BANDS))).clamp(0, 1)
