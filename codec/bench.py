@@ -220,16 +220,18 @@ def peak_memory(coder: Coder, images: list[np.ndarray]) -> float:
     return max(peaks)
 
 
-def _coders(names: list[str], weights: str, device: str | None) -> list[Coder]:
-    """The reference, then the registry's codecs ``names``."""
+def _coders(specs: list[str], weights: str, device: str | None) -> list[Coder]:
+    """The reference, then the registry's codecs ``specs``: names, each with parameters held
+    fixed where given (``hybrid:postfilter=off``, as eval's)."""
     from . import registry
     from .learned import select_device
 
     coders = [_reference_coder(str(select_device(device)), channels_last) for channels_last in (False, True)]
-    for name in names:
+    for spec in specs:
+        name, fixed = registry.parse_spec(spec)
         learned = registry.entry(name).learned
         codec = registry.create(name, weights=weights, device=device) if learned else registry.create(name)
-        coders.append(_codec_coder(codec))
+        coders.append(_codec_coder(codec, spec.strip(), codec.resolve_params(fixed) if fixed else {}))
     return coders
 
 
@@ -296,14 +298,14 @@ def _reference_coder(device: str, channels_last: bool = False) -> Coder:
     return Coder(name, "random", device, params, enc, dec)
 
 
-def _codec_coder(codec) -> Coder:
+def _codec_coder(codec, label: str, params: dict[str, Any]) -> Coder:
     model = getattr(codec, "model", None)
-    params = sum(p.numel() for p in model.parameters()) if model is not None else 0
+    count = sum(p.numel() for p in model.parameters()) if model is not None else 0
 
     def enc(img):
-        return codec.encode(img).bitstream
+        return codec.encode(img, **params).bitstream
 
-    return Coder(codec.name, codec.weights_name, str(getattr(codec, "device", "cpu")), params, enc,
+    return Coder(label, codec.weights_name, str(getattr(codec, "device", "cpu")), count, enc,
                  codec.decode, count_macs=model is not None)
 
 

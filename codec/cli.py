@@ -98,7 +98,8 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, d
 
     b = sub.add_parser("bench", help="time encode/decode of codecs against bmshj2018-hyperprior")
     b.add_argument("folder")
-    b.add_argument("--codecs", default=None, help="comma-separated registry names (default: all)")
+    b.add_argument("--codecs", default=None,
+                   help="comma-separated codecs, each NAME[:PARAM=VALUE...] as eval's (default: every registry name)")
     b.add_argument("--limit", type=int, default=4, help="images to time (0: all)")
     b.add_argument("--repeat", type=int, default=3, help="timed runs per image (median taken)")
     b.add_argument("--threads", type=int, default=0,
@@ -221,18 +222,13 @@ def _parse_codec_spec(spec: str) -> tuple[str, dict[str, str]]:
     Parameters after the name are held fixed during the sweep, so one run can compare, e.g.,
     the hybrid with and without refinement.
     """
-    name, *rest = spec.strip().split(":")
-    fixed: dict[str, str] = {}
-    for item in rest:
-        if "=" in item:
-            key, value = item.split("=", 1)
-            fixed[key] = value
-        elif fixed:  # a value that itself contains ':' (e.g. 4:4:4)
-            last = next(reversed(fixed))
-            fixed[last] += ":" + item
-        else:
-            raise SystemExit(f"lic-codec: bad codec spec {spec!r}; use NAME[:PARAM=VALUE...]")
-    return name, fixed
+    from .errors import ParameterError
+    from .registry import parse_spec
+
+    try:
+        return parse_spec(spec)
+    except ParameterError as err:
+        raise SystemExit(f"lic-codec: {err}") from None
 
 
 def _images(args: argparse.Namespace) -> list[Path]:

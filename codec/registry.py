@@ -14,7 +14,8 @@ from . import container
 from .base import Codec, CodecResult
 from .errors import BitstreamError, ParameterError
 
-__all__ = ["CodecEntry", "CODECS", "codec_names", "entry", "entry_by_id", "create", "decode_bitstream"]
+__all__ = ["CodecEntry", "CODECS", "codec_names", "entry", "entry_by_id", "parse_spec", "create",
+           "decode_bitstream"]
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,24 @@ def entry_by_id(codec_id: int) -> CodecEntry:
     raise BitstreamError(
         f"unknown codec id {codec_id} (this lic-studio knows "
         f"{', '.join(f'{e.name}={e.codec_id}' for e in CODECS.values())})")
+
+
+def parse_spec(spec: str) -> tuple[str, dict[str, str]]:
+    """``"hybrid:refine=off:subsampling=4:4:4"`` → ``("hybrid", {"refine": "off", ...})``: a codec
+    name and parameters held fixed (a value may itself hold ``:``, as 4:4:4 does);
+    :class:`ParameterError` for a spec that is neither."""
+    name, *rest = spec.strip().split(":")
+    fixed: dict[str, str] = {}
+    for item in rest:
+        if "=" in item:
+            key, value = item.split("=", 1)
+            fixed[key] = value
+        elif fixed:
+            last = next(reversed(fixed))
+            fixed[last] += ":" + item
+        else:
+            raise ParameterError(f"bad codec spec {spec!r}; use NAME[:PARAM=VALUE...]")
+    return name, fixed
 
 
 def create(name: str, **options: Any) -> Codec:

@@ -296,6 +296,25 @@ def test_bench_times_codecs_against_the_reference_and_writes_tables(tmp_path, ph
     assert "| jpeg | none | cpu |" in capsys.readouterr().out
 
 
+@pytest.mark.usefixtures("one_thread")
+def test_bench_holds_a_specs_parameters_as_eval_does(tmp_path, photo, capsys):
+    from codec import bench
+
+    image = np.ascontiguousarray(photo[:64, :64])
+    default, coarse, grey = bench._coders(["jpeg", "jpeg:quality=10", "jpeg:subsampling=4:4:4:quality=90"],
+                                          "default", "cpu")[2:]
+    assert (default.name, coarse.name) == ("jpeg", "jpeg:quality=10")
+    assert len(coarse.encode(image)) < len(default.encode(image)) < len(grey.encode(image))
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    Image.fromarray(image).save(folder / "a.png")
+    assert main(["bench", str(folder), "--codecs", "jpeg:quality=10", "--repeat", "1"]) == 0
+    assert "| jpeg:quality=10 | none | cpu |" in capsys.readouterr().out
+    for bad in ("jpeg:quality", "jpeg:quality=500", "jpeg:nonsense=1"):
+        assert main(["bench", str(folder), "--codecs", bad, "--repeat", "1"]) == 1
+        assert "lic-codec: error:" in capsys.readouterr().err
+
+
 def test_upper_hull_keeps_only_the_best_trade_offs():
     from codec.evaluate import upper_hull
 
