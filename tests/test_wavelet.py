@@ -305,6 +305,23 @@ def test_compress_returns_the_decoders_latent(codec, photo, rate):
     assert torch.equal(m.reconstruct(enc["yhat"]), dec["x_hat"])
 
 
+def test_weconv_codes_in_place_with_the_same_numbers():
+    """Without gradients WeConv sums into its own tensors; with them it builds new ones for
+    autograd: both give the same numbers, and the input is left alone."""
+    from codec.wavelet.weconv import WeConv
+
+    torch.manual_seed(0)
+    block = WeConv(8, simple=False)
+    x = torch.randn(1, 8, 12, 18)
+    before = x.clone()
+    with torch.no_grad():
+        coded = block(x)
+    trained = block(x.requires_grad_(True))
+    assert torch.equal(coded, trained.detach()) and torch.equal(x.detach(), before)
+    trained.sum().backward()
+    assert x.grad is not None
+
+
 def test_coded_bits_match_model_likelihoods(codec):
     """The rANS streams code exactly the distributions forward() trains (σ/Δ, per-step order)."""
     from skimage import data

@@ -27,6 +27,7 @@ import torch
 from compressai.models import CompressionModel
 from torch import Tensor
 
+from ..gdn import use_in_place_gdn
 from ..latent_search import refine_latent
 from . import rate as rate_mod
 from .config import Config
@@ -57,6 +58,7 @@ class HybridModel(CompressionModel):
         self.rate_gain = rate_mod.RateGain(cfg.M, cfg.rate_points, cfg.gain_span, cfg.gain_init,
                                            lowest=self.rate_range[0])
         self.refine = MultiScaleRefine(cfg.refine_channels, cfg.refine_conditioned)
+        use_in_place_gdn(self)
 
     # -- rate knob ----------------------------------------------------------------------------
     def lambda_for_rate(self, rate: Tensor) -> Tensor:

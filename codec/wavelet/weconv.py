@@ -20,9 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from compressai.layers import GDN
 
 from ..dwt import dwt_stacked, idwt_stacked
+from ..gdn import GDN
 
 __all__ = ["WeConv", "AnalysisTransform", "SynthesisTransform"]
 
@@ -61,13 +61,20 @@ class WeConv(nn.Module):
         t = dwt_stacked(self.pre(x))  # (N, 4C, h, w), channel 4c+b = band b of channel c
         n, c4, h, w = t.shape
         c = c4 // 4
-        t = t.view(n, c, 4, h, w)
-        low = t[:, :, 0]
-        high = t[:, :, 1:].reshape(n, 3 * c, h, w)
-        low = low + self.low(low)
-        high = high + self.high(high)
-        t = torch.cat((low.unsqueeze(2), high.view(n, c, 3, h, w)), dim=2).reshape(n, c4, h, w)
-        return x + self.post(self.act(idwt_stacked(t)))
+        bands = t.view(n, c, 4, h, w)
+        low = bands[:, :, 0]
+        high = bands[:, :, 1:].reshape(n, 3 * c, h, w)
+        low_update, high_update = self.low(low), self.high(high)
+        if torch.is_grad_enabled():
+            low, high = low + low_update, high + high_update
+            t = torch.cat((low.unsqueeze(2), high.view(n, c, 3, h, w)), dim=2).reshape(n, c4, h, w)
+            return x + self.post(self.act(idwt_stacked(t)))
+        # Without gradients (coding) the sums go into the DWT's tensor and the activation and
+        # the skip into their inputs: the same numbers with four fresh full-size tensors fewer,
+        # each of which costs its page faults on a CPU (see codec/gdn.py).
+        bands[:, :, 0] += low_update
+        bands[:, :, 1:] += high_update.view(n, c, 3, h, w)
+        return self.post(torch.ops.aten.gelu_(idwt_stacked(t), approximate=self.act.approximate)).add_(x)
 
 
 def _conv(cin: int, cout: int) -> nn.Conv2d:
