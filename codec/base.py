@@ -138,7 +138,11 @@ class CodecResult:
             uint8 ``(H, W, 3)`` arrays are pictures; float arrays are signed or per-channel data
             (documented by the codec).
         info: named scalars and small arrays (per-band step sizes, gate values, weights name).
-        encode_ms, decode_ms: wall-clock times of the entropy-coding paths.
+        encode_ms, decode_ms: wall-clock times. In a decoder's result, decode_ms is the whole
+            decode. In an encoder's result, encode_ms is the encoder's own work and decode_ms the
+            decoder-side reconstruction it computes on the way (for the learned codecs their
+            synthesis, refinement and post-filter; the entropy decoding, which their encoders
+            need not repeat, is not in it).
     """
 
     codec: str
