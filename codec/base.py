@@ -141,8 +141,8 @@ class CodecResult:
         encode_ms, decode_ms: wall-clock times. In a decoder's result, decode_ms is the whole
             decode. In an encoder's result, encode_ms is the encoder's own work and decode_ms the
             decoder-side reconstruction it computes on the way (for the learned codecs their
-            synthesis, refinement and post-filter; the entropy decoding, which their encoders
-            need not repeat, is not in it).
+            synthesis, and the hybrid's refinement; not the entropy decoding, which their
+            encoders need not repeat, nor the post-filter, which is timed as encoding).
     """
 
     codec: str
