@@ -305,9 +305,10 @@ def test_compress_returns_the_decoders_latent(codec, photo, rate):
     assert torch.equal(m.reconstruct(enc["yhat"]), dec["x_hat"])
 
 
-def test_weconv_codes_in_place_with_the_same_numbers():
+def test_weconv_codes_in_place_with_the_same_function():
     """Without gradients WeConv sums into its own tensors; with them it builds new ones for
-    autograd: both give the same numbers, and the input is left alone."""
+    autograd: the same function (up to float rounding: the two paths run its last layers on
+    different memory layouts), and the input is left alone."""
     from codec.wavelet.weconv import WeConv
 
     torch.manual_seed(0)
@@ -317,7 +318,8 @@ def test_weconv_codes_in_place_with_the_same_numbers():
     with torch.no_grad():
         coded = block(x)
     trained = block(x.requires_grad_(True))
-    assert torch.equal(coded, trained.detach()) and torch.equal(x.detach(), before)
+    torch.testing.assert_close(coded, trained.detach(), rtol=1e-5, atol=1e-5)
+    assert torch.equal(x.detach(), before)
     trained.sum().backward()
     assert x.grad is not None
 

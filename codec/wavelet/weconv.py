@@ -70,8 +70,11 @@ class WeConv(nn.Module):
             t = torch.cat((low.unsqueeze(2), high.view(n, c, 3, h, w)), dim=2).reshape(n, c4, h, w)
             return x + self.post(self.act(idwt_stacked(t)))
         # Without gradients (coding) the sums go into the DWT's tensor and the activation and
-        # the skip into their inputs: the same numbers with four fresh full-size tensors fewer,
-        # each of which costs its page faults on a CPU (see codec/gdn.py).
+        # the skip into their inputs: four fresh full-size tensors fewer, each of which costs its
+        # page faults on a CPU (see codec/gdn.py). The DWT's tensor comes out of oneDNN in
+        # channels-last where the concatenation above is NCHW, so the inverse DWT, the GELU and
+        # the last convolution then run on the other layout: the same function, its float
+        # rounding in other places (encoder and decoder both run this path).
         bands[:, :, 0] += low_update
         bands[:, :, 1:] += high_update.view(n, c, 3, h, w)
         return self.post(torch.ops.aten.gelu_(idwt_stacked(t), approximate=self.act.approximate)).add_(x)
