@@ -20,7 +20,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
 from ..dwt import dwt_stacked, idwt_stacked
 from ..gdn import GDN
 
