@@ -51,7 +51,7 @@ CURVES ?= $(LEARNING)/wavelet-cpu-s1-val.csv=wavelet $(LEARNING)/wavelet-cpu-s2-
 	$(LEARNING)/hybrid-s10-val.csv=hybrid+hybrid-s9 $(LEARNING)/hybrid-s11-val.csv=hybrid+hybrid-s11 \
 	$(LEARNING)/hybrid-s12-val.csv=hybrid+hybrid-s12 $(LEARNING)/hybrid-s13-val.csv=hybrid+41639 \
 	$(LEARNING)/joint-j2-val.csv=hybrid+52901 $(LEARNING)/joint-j3-val.csv=hybrid+59673 $(LEARNING)/refine-c15-val.csv=hybrid+59216 \
-	$(LEARNING)/joint-j4-val.csv=hybrid+67216 $(LEARNING)/joint-j5-val.csv=hybrid+67216
+	$(LEARNING)/joint-j4-val.csv=hybrid+67216 $(LEARNING)/joint-j5-val.csv=hybrid+67216 $(LEARNING)/refine-c16-val.csv=hybrid+67216
 
 $(STAMP): pyproject.toml
 	test -x $(VENV)/bin/python || $(PY) -m venv $(VENV)
