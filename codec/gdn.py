@@ -2,8 +2,8 @@
 wanted.
 
 CompressAI's forward makes four full-size tensors (x², the normaliser, its square root, the
-product). On a CPU thread each fresh tensor of a decoder's size costs its page faults as well
-as its pass (glibc hands large blocks back to the system when they are freed), so coding, which
+product). On a CPU thread each fresh tensor of a decoder's size costs a pass over memory and,
+where glibc handed its block back to the system when it was freed, its page faults, so coding, which
 runs without gradients, squares into one tensor and takes the root and the product in place in
 the normaliser's: the same numbers, bit for bit, and 20 to 50 ms less for the hybrid codec's
 encode and decode of a Kodak image on one thread (1,100 to 1,160 ms; alternating runs beside a
