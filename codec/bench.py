@@ -231,7 +231,7 @@ def _coders(specs: list[str], weights: str, device: str | None) -> list[Coder]:
         name, fixed = registry.parse_spec(spec)
         learned = registry.entry(name).learned
         codec = registry.create(name, weights=weights, device=device) if learned else registry.create(name)
-        coders.append(_codec_coder(codec, spec.strip(), codec.resolve_params(fixed) if fixed else {}))
+        coders.append(_codec_coder(codec, spec.strip(), codec.resolve_params(fixed)))
     return coders
 
 
