@@ -51,6 +51,7 @@ from dataclasses import dataclass
 from typing import Iterator, Sequence
 
 import numpy as np
+from scipy.linalg.blas import dsyrk
 
 from . import container
 from .errors import BitstreamError
@@ -299,38 +300,35 @@ def _coarse(fine: int, classes: int) -> np.ndarray:
 def _sums(original: np.ndarray, decoded: np.ndarray, cls: np.ndarray, fine: int, radius: int,
           guides: Sequence[np.ndarray] = (), clip: int = 0) -> _Sums:
     """The sums over the ``fine`` classes of the class map ``cls``, for the diamond of ``radius``,
-    the ``guides`` and the clipped differences at ``clip`` (none where 0)."""
+    the ``guides`` and the clipped differences at ``clip`` (none where 0). The features are
+    integers, so every sum is an integer far below 2^53: exact in float64, in any order."""
     sampled = decoded.shape[0] * decoded.shape[1] >= _FIT_SUBSAMPLE_FROM
     step, grid = (_FIT_STEP, _FIT_GRID) if sampled else (1, ((0, 0),))
     count = num_features(radius, len(guides), clip)
     gram = np.zeros((fine, count, count))
     rhs = np.zeros((fine, count, 3))
     energy = np.zeros(fine)
-    for index, a in _bands(decoded, radius, guides, clip, step=step, grid=grid):
-        target = (original[index].astype(np.float64) - decoded[index]).reshape(-1, 3)
-        for c, columns in _by_class(cls[index].reshape(-1), fine):
-            part, t = a[:, columns], target[columns]
-            gram[c] += part @ part.T
-            rhs[c] += part @ t
-            energy[c] += float(np.sum(t * t))
+    for index, a in _bands(decoded, radius, guides, clip, dtype=np.int16, step=step, grid=grid):
+        flat_cls = cls[index].reshape(-1)
+        order = np.argsort(flat_cls, kind="stable")
+        # The pixels in class order, so that each class's are one slice: gathering the int16
+        # features and converting them once costs less than gathering float64 ones per class.
+        features = a[:, order].astype(np.float64)
+        target = (original[index].astype(np.float64) - decoded[index]).reshape(-1, 3)[order]
+        start = 0
+        for c, end in enumerate(np.cumsum(np.bincount(flat_cls, minlength=fine)).tolist()):
+            if end > start:
+                part, t = features[:, start:end], target[start:end]
+                # Of A·Aᵀ the upper triangle alone (half the work); the lower is filled below.
+                gram[c] += dsyrk(1.0, part.T, trans=1)
+                rhs[c] += part @ t
+                energy[c] += float(np.sum(t * t))
+            start = end
+    gram = np.triu(gram) + np.triu(gram, 1).transpose(0, 2, 1)
     # From the raw features' sums to the taps' (exact up to float64 rounding: the least
     # squares are then solved and quantised in the basis the taps are sent in).
     to_taps = _raw_to_taps(radius, len(guides), clip).astype(np.float64)
     return _Sums(to_taps @ gram @ to_taps.T, to_taps @ rhs, energy)
-
-
-def _by_class(cls: np.ndarray, classes: int) -> Iterator[tuple[int, np.ndarray]]:
-    """``(class, indices of its pixels)`` for each non-empty class of the flat map ``cls``."""
-    if classes == 1:
-        yield 0, slice(None)
-        return
-    order = np.argsort(cls, kind="stable")
-    ends = np.cumsum(np.bincount(cls, minlength=classes))
-    start = 0
-    for c, end in enumerate(ends.tolist()):
-        if end > start:
-            yield c, order[start:end]
-        start = end
 
 
 def _solve(sums: _Sums) -> np.ndarray:

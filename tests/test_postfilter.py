@@ -175,15 +175,16 @@ def test_large_pictures_are_fitted_on_every_pixel_phase(rng, monkeypatch):
         chosen |= (ys % P._FIT_STEP == oy) & (xs % P._FIT_STEP == ox)
     assert abs(chosen.mean() - 1 / P._FIT_STEP) < 0.01
     # Every pixel's features, row by row (the bands are whole rows), masked below.
-    every = np.concatenate([a for _, a in P._bands(decoded, P.RADIUS, (guide,), P.CLIP)], axis=1)
-    to_taps = P._raw_to_taps(P.RADIUS, 1, P.CLIP).astype(np.float64)
-    target = (original.astype(np.float64) - decoded).reshape(-1, 3)
+    every = np.concatenate([a for _, a in P._bands(decoded, P.RADIUS, (guide,), P.CLIP)], axis=1).astype(np.int64)
+    to_taps = P._raw_to_taps(P.RADIUS, 1, P.CLIP)
+    target = (original.astype(np.int64) - decoded).reshape(-1, 3)
+    # Integer sums: the fit's float64 ones must be these exactly, whatever order it sums in.
     for c in range(3):
         mask = (chosen & (cls == c)).reshape(-1)
         a = to_taps @ every[:, mask]
-        np.testing.assert_allclose(sums.gram[c], a @ a.T, rtol=1e-9)
-        np.testing.assert_allclose(sums.rhs[c], a @ target[mask], rtol=1e-9, atol=1e-6)
-        assert sums.energy[c] == pytest.approx(float(np.sum(target[mask] ** 2)))
+        np.testing.assert_array_equal(sums.gram[c], a @ a.T)
+        np.testing.assert_array_equal(sums.rhs[c], a @ target[mask])
+        assert sums.energy[c] == np.sum(target[mask] ** 2)
 
 
 def test_classes_undo_what_differs_between_flat_and_busy_areas(photo):
