@@ -116,6 +116,41 @@ def num_features(radius: int, guides: int = 0, clip: int = 0) -> int:
 
 
 NUM_FEATURES = num_features(RADIUS)
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Where each group of features sits in a filter's feature vector (the raw features of
+    :func:`_bands` and the taps' alike): per input channel c its centred pixel at
+    ``centre(c)`` and its pairs at ``pairs(c)``, then the clipped luma differences, then the
+    guides' three channels each, then the offset, last."""
+
+    radius: int
+    guides: int
+    clip: int
+
+    @property
+    def each(self) -> int:
+        return per_channel(self.radius)
+
+    @property
+    def count(self) -> int:
+        return num_features(self.radius, self.guides, self.clip)
+
+    def centre(self, c: int) -> int:
+        return c * self.each
+
+    def pairs(self, c: int) -> slice:
+        return slice(c * self.each + 1, (c + 1) * self.each)
+
+    @property
+    def clipped(self) -> slice:
+        start = 3 * self.each
+        return slice(start, start + (len(pairs(self.radius)) if self.clip else 0))
+
+    def guide(self, g: int) -> slice:
+        start = self.clipped.stop + 3 * g
+        return slice(start, start + 3)
 # Design matrices are built a band of rows at a time, about this many pixels each (5 MB of
 # features, which runs faster than twice or half that), whatever the image size.
 _PIXELS_PER_BLOCK = 1 << 14
@@ -197,7 +232,7 @@ def _bands(image: np.ndarray, r: int, guides: Sequence[np.ndarray] = (), clip: i
     clip(Y(p+d) − Y(p)) + clip(Y(p−d) − Y(p)) (:func:`_luma`), then each guide's difference from
     ``image`` per channel, then 1; :func:`_raw_to_taps` maps them to the taps' features. Summing a
     pair is one pass where its second difference would be two."""
-    count, each, n_pairs = num_features(r, len(guides), clip), per_channel(r), len(pairs(r))
+    layout, n_pairs = _Layout(r, len(guides), clip), len(pairs(r))
     h, w = image.shape[:2]
     # Features are made in int16, a band at a time, and converted to ``dtype`` in one copy a
     # group: two to three times faster than ufuncs that convert as they go. The planes are
@@ -206,7 +241,6 @@ def _bands(image: np.ndarray, r: int, guides: Sequence[np.ndarray] = (), clip: i
     padded = padded.astype(np.int16)
     padded -= 128
     luma = _luma(padded) if clip else None  # once: the fit's grid reads each band four times
-    guides_at = count - 1 - 3 * len(guides)
     rows = max(1, _PIXELS_PER_BLOCK * step * step // (w * len(grid))) // step * step or step
     for y0, (oy, ox) in ((y0, offset) for y0 in range(0, h, rows) for offset in grid):
         y1 = min(h, y0 + rows)
@@ -220,14 +254,14 @@ def _bands(image: np.ndarray, r: int, guides: Sequence[np.ndarray] = (), clip: i
         if 0 in shape:
             continue
         index = (slice(y0 + oy, y1, step), slice(ox, None, step))
-        features = np.empty((count, shape[0] * shape[1]), dtype=dtype)
-        rows_of = features.reshape(count, *shape)
+        features = np.empty((layout.count, shape[0] * shape[1]), dtype=dtype)
+        rows_of = features.reshape(layout.count, *shape)
         work = np.empty((2, n_pairs, 3) + shape, dtype=np.int16)
         for k, (dy, dx) in enumerate(pairs(r)):
             np.add(shifted(band, dy, dx), shifted(band, -dy, -dx), out=work[0, k])
         for c in range(3):
-            rows_of[c * each] = centre[c]
-            rows_of[c * each + 1:(c + 1) * each] = work[0, :, c]
+            rows_of[layout.centre(c)] = centre[c]
+            rows_of[layout.pairs(c)] = work[0, :, c]
         if clip:
             band_luma = luma[y0:y1 + 2 * r]
             middle = shifted(band_luma, 0, 0)
@@ -237,11 +271,11 @@ def _bands(image: np.ndarray, r: int, guides: Sequence[np.ndarray] = (), clip: i
                 np.subtract(shifted(band_luma, -dy, -dx), middle, out=behind[k])
             np.clip(work[:, :, 0], -clip, clip, out=work[:, :, 0])
             np.add(ahead, behind, out=ahead)
-            rows_of[3 * each:3 * each + n_pairs] = ahead
+            rows_of[layout.clipped] = ahead
         for g, guide in enumerate(guides):
             for c in range(3):
                 np.subtract(guide[index + (c,)], image[index + (c,)], out=work[1, 0, c], dtype=np.int16)
-            rows_of[guides_at + 3 * g:guides_at + 3 * g + 3] = work[1, 0]
+            rows_of[layout.guide(g)] = work[1, 0]
         features[-1] = 1
         yield index, features
 
@@ -259,12 +293,10 @@ def _raw_to_taps(r: int, guides: int, clip: int = 0) -> np.ndarray:
     """``(F, F)`` int64 ``T`` with taps' features = ``T`` @ raw features (:func:`_bands`): a pair's
     second difference x(p+d) + x(p−d) − 2x(p) is its centred sum − 2(x − 128) (the clipped luma
     differences, the guides' and the offset are the same in both)."""
-    count, each = num_features(r, guides, clip), per_channel(r)
-    t = np.eye(count, dtype=np.int64)
+    layout = _Layout(r, guides, clip)
+    t = np.eye(layout.count, dtype=np.int64)
     for c in range(3):
-        first = c * each
-        for k in range(first + 1, first + each):
-            t[k, first] = -2
+        t[layout.pairs(c), layout.centre(c)] = -2
     t.setflags(write=False)
     return t
 
@@ -412,8 +444,9 @@ def _raw_weights(pf: PostFilter) -> np.ndarray:
     offset. Integers below 2^25 (``MAX_TAP`` times 25 on a centred pixel)."""
     f = pf.fraction_bits
     weights = (pf.taps @ _raw_to_taps(pf.radius, pf.guides, pf.clip)).astype(np.float64)
+    layout = _Layout(pf.radius, pf.guides, pf.clip)
     for c in range(3):
-        weights[:, c, c * per_channel(pf.radius)] += 1 << f
+        weights[:, c, layout.centre(c)] += 1 << f
     weights[:, :, -1] += 128 * (1 << f) + (1 << (f - 1))
     return weights
 
@@ -421,14 +454,13 @@ def _raw_weights(pf: PostFilter) -> np.ndarray:
 @functools.cache
 def _largest_features(r: int, guides: int, clip: int) -> np.ndarray:
     """``(F,)`` float64: the largest magnitude each raw feature (:func:`_bands`) can take."""
-    each, n_pairs = per_channel(r), len(pairs(r))
-    largest = np.ones(num_features(r, guides, clip))
+    layout = _Layout(r, guides, clip)
+    largest = np.ones(layout.count)
     for c in range(3):
-        largest[c * each] = 128  # x − 128
-        largest[c * each + 1:(c + 1) * each] = 256  # x(p+d) + x(p−d) − 256
-    if clip:
-        largest[3 * each:3 * each + n_pairs] = 2 * clip
-    largest[num_features(r, 0, clip) - 1:-1] = 255  # a guide's difference from the picture
+        largest[layout.centre(c)] = 128  # x − 128
+        largest[layout.pairs(c)] = 256  # x(p+d) + x(p−d) − 256
+    largest[layout.clipped] = 2 * clip
+    largest[layout.guide(0).start:layout.guide(guides).start] = 255  # a guide's difference from the picture
     largest.setflags(write=False)
     return largest
 
@@ -539,9 +571,9 @@ def _subset(radius: int, guides: int, clip: int, used: int, used_clip: int) -> n
     """The indices, among the features of ``num_features(radius, guides, clip)``, of those of a
     filter with the first ``used`` guides and clipped luma differences where ``used_clip`` (then
     at ``clip``), in that filter's order."""
-    diamond, clipped = 3 * per_channel(radius), len(pairs(radius)) if clip else 0
-    return np.r_[0:diamond + (clipped if used_clip else 0),
-                 diamond + clipped:diamond + clipped + 3 * used, num_features(radius, guides, clip) - 1]
+    layout = _Layout(radius, guides, clip)
+    return np.r_[0:layout.clipped.stop if used_clip else layout.clipped.start,
+                 layout.guide(0).start:layout.guide(used).start, layout.count - 1]
 
 
 def choose(original: np.ndarray, decoded: np.ndarray, coded_bytes: float, force: bool = False,
