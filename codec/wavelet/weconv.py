@@ -61,21 +61,22 @@ class WeConv(nn.Module):
         n, c4, h, w = t.shape
         c = c4 // 4
         bands = t.view(n, c, 4, h, w)
-        low = bands[:, :, 0]
-        high = bands[:, :, 1:].reshape(n, 3 * c, h, w)
-        low_update, high_update = self.low(low), self.high(high)
         if torch.is_grad_enabled():
-            low, high = low + low_update, high + high_update
+            low = bands[:, :, 0] + self.low(bands[:, :, 0])
+            high = bands[:, :, 1:].reshape(n, 3 * c, h, w)
+            high = high + self.high(high)
             t = torch.cat((low.unsqueeze(2), high.view(n, c, 3, h, w)), dim=2).reshape(n, c4, h, w)
             return x + self.post(self.act(idwt_stacked(t)))
         # Without gradients (coding) the sums go into the DWT's tensor and the activation and
         # the skip into their inputs: four fresh full-size tensors fewer, each of which costs its
-        # page faults on a CPU (see codec/gdn.py). The DWT's tensor comes out of oneDNN in
-        # channels-last where the concatenation above is NCHW, so the inverse DWT, the GELU and
-        # the last convolution then run on the other layout: the same function, its float
-        # rounding in other places (encoder and decoder both run this path).
-        bands[:, :, 0] += low_update
-        bands[:, :, 1:] += high_update.view(n, c, 3, h, w)
+        # page faults on a CPU (see codec/gdn.py); and each branch's input, a copy of its bands,
+        # is freed inside the branch, so that the high bands' copy and both of its layers'
+        # outputs are never held at once (the peak memory of a decode). The DWT's tensor comes
+        # out of oneDNN in channels-last where the concatenation above is NCHW, so the inverse
+        # DWT, the GELU and the last convolution then run on the other layout: the same function,
+        # its float rounding in other places (encoder and decoder both run this path).
+        bands[:, :, 1:] += self.high(bands[:, :, 1:].reshape(n, 3 * c, h, w)).view(n, c, 3, h, w)
+        bands[:, :, 0] += self.low(bands[:, :, 0])
         return self.post(torch.ops.aten.gelu_(idwt_stacked(t), approximate=self.act.approximate)).add_(x)
 
 
