@@ -196,7 +196,8 @@ def _cmd_info(args, options) -> int:
         shown = doc["sections"][postfilter.SECTION]
         try:
             pf = postfilter.unpack(c.sections[postfilter.SECTION])
-            shown.update(classes=pf.classes, radius=pf.radius, guides=pf.guides, clip=pf.clip)
+            shown.update(classes=pf.classes, directions=pf.directions, radius=pf.radius, guides=pf.guides,
+                         clip=pf.clip)
         except BitstreamError as err:
             shown["classes"] = f"unreadable: {err}"
     if args.json:
@@ -210,7 +211,9 @@ def _cmd_info(args, options) -> int:
         if isinstance(extra, int):
             guides = f"{s['guides']} guide" + ("" if s["guides"] == 1 else "s")
             taps = f"luma differences clipped to {s['clip']}" if s["clip"] else "linear"
-            extra = f"  ({s['classes']} activity classes, diamond of radius {s['radius']}, {guides}, {taps})"
+            directions = f" x {s['directions']} directions" if s["directions"] > 1 else ""
+            extra = (f"  ({s['classes']} activity classes{directions}, diamond of radius {s['radius']}, {guides}, "
+                     f"{taps})")
         print(f"  section {n:<12} {s['bytes']:>9} bytes  {s['bpp']:.4f} bpp{extra}")
     print(f"  container    {doc['container_bytes']:>11} bytes")
     return 0

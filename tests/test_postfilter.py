@@ -28,13 +28,33 @@ def _classes(image: np.ndarray, count: int) -> np.ndarray:
     return sum((act >= b).astype(np.int64) for b in bounds) if bounds else np.zeros_like(act)
 
 
+def _directions(image: np.ndarray) -> np.ndarray:
+    """The directions from their definition (docs/FORMAT.md), with scipy's filters."""
+    from scipy import ndimage
+
+    luma = image.astype(np.int64) @ np.array([1, 2, 1])
+    second = [np.abs(ndimage.correlate(luma, np.array(k), mode="nearest"))
+              for k in ([[-1, 2, -1]], [[-1], [2], [-1]], [[-1, 0, 0], [0, 2, 0], [0, 0, -1]],
+                        [[0, 0, -1], [0, 2, 0], [-1, 0, 0]])]
+    h, v, d, a = (ndimage.correlate(x, np.ones((5, 5), dtype=np.int64), mode="nearest") + 1 for x in second)
+    out = np.zeros(luma.shape, dtype=np.int64)
+    for i, j in np.ndindex(*luma.shape):
+        hv = (max(h[i, j], v[i, j]), min(h[i, j], v[i, j]))
+        dg = (max(d[i, j], a[i, j]), min(d[i, j], a[i, j]))
+        if hv[0] * dg[1] >= dg[0] * hv[1]:
+            out[i, j] = 1 if h[i, j] > 2 * v[i, j] else 2 if v[i, j] > 2 * h[i, j] else 0
+        else:
+            out[i, j] = 3 if d[i, j] > 2 * a[i, j] else 4 if a[i, j] > 2 * d[i, j] else 0
+    return out
+
+
 def _direct(decoded: np.ndarray, pf: P.PostFilter, guides=()) -> np.ndarray:
     """The filter written out in int64 from its definition, pixel sums and all: each class's
     filter on the whole picture, each pixel taken from its class's."""
     r, f, each = pf.radius, pf.fraction_bits, P.per_channel(pf.radius)
     h, w = decoded.shape[:2]
     pad = np.pad(decoded.astype(np.int64), ((r, r), (r, r), (0, 0)), mode="edge")
-    cls = _classes(decoded, pf.classes)
+    cls = _classes(decoded, pf.classes) * pf.directions + (_directions(decoded) if pf.directions > 1 else 0)
     luma = pad @ np.array([1, 2, 1])
     clipped = [np.clip(luma[r + dy:r + dy + h, r + dx:r + dx + w] - luma[r:r + h, r:r + w], -pf.clip, pf.clip)
                + np.clip(luma[r - dy:r - dy + h, r - dx:r - dx + w] - luma[r:r + h, r:r + w], -pf.clip, pf.clip)
@@ -60,28 +80,35 @@ def _direct(decoded: np.ndarray, pf: P.PostFilter, guides=()) -> np.ndarray:
     return out.astype(np.uint8)
 
 
-@pytest.mark.parametrize("h, w, bound, block, classes, radius",
-                         [(1, 1, 300, 1 << 15, 1, P.RADIUS), (7, 150, 4000, 1 << 15, 1, P.RADIUS),
-                          (131, 67, P.MAX_TAP - 1, 1 << 15, 1, P.RADIUS), (131, 67, 4000, 500, 1, P.RADIUS),
-                          (1, 1, 300, 1 << 15, 3, P.RADIUS), (131, 67, 4000, 500, 4, P.RADIUS),
-                          (40, 57, P.MAX_TAP - 1, 1 << 15, P.MAX_CLASSES, P.RADIUS),
-                          (40, 57, 4000, 500, 3, P.OLD_RADIUS), (9, 13, 4000, 1 << 15, 2, 1),
-                          (40, 57, P.MAX_TAP - 1, 500, 2, P.MAX_RADIUS)])
+@pytest.mark.parametrize("h, w, bound, block, classes, radius, directions",
+                         [(1, 1, 300, 1 << 15, 1, P.RADIUS, 1), (7, 150, 4000, 1 << 15, 1, P.RADIUS, 1),
+                          (131, 67, P.MAX_TAP - 1, 1 << 15, 1, P.RADIUS, 1), (131, 67, 4000, 500, 1, P.RADIUS, 1),
+                          (1, 1, 300, 1 << 15, 3, P.RADIUS, 1), (131, 67, 4000, 500, 4, P.RADIUS, 1),
+                          (40, 57, P.MAX_TAP - 1, 1 << 15, P.MAX_CLASSES, P.RADIUS, 1),
+                          (40, 57, 4000, 500, 3, P.OLD_RADIUS, 1), (9, 13, 4000, 1 << 15, 2, 1, 1),
+                          (40, 57, P.MAX_TAP - 1, 500, 2, P.MAX_RADIUS, 1),
+                          (1, 1, 300, 1 << 15, 1, P.RADIUS, P.DIRECTIONS), (40, 57, 4000, 500, 3, P.RADIUS, P.DIRECTIONS),
+                          (40, 57, P.MAX_TAP - 1, 1 << 15, P.MAX_CLASSES, P.RADIUS, P.DIRECTIONS)])
 @pytest.mark.parametrize("guides, clip", [(0, 0), (2, 0), (0, P.CLIP), (2, 255)])
-def test_apply_is_the_integer_filter_exactly(rng, monkeypatch, h, w, bound, block, classes, radius, guides, clip):
+def test_apply_is_the_integer_filter_exactly(rng, monkeypatch, h, w, bound, block, classes, radius, directions,
+                                             guides, clip):
     monkeypatch.setattr(P, "_PIXELS_PER_BLOCK", block)  # 500: bands of 7 rows
     image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
     image[: h // 2] //= 16  # a flatter half, so that the classes differ
+    image[h // 2:, : w // 2, 1] = (np.arange(w // 2) % 5 * 60).astype(np.uint8)  # stripes: directions
     pictures = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for _ in range(guides + 1)]  # one unused
     features = P.num_features(radius, guides, clip)
-    pf = P.PostFilter(rng.integers(-bound, bound + 1, (classes, 3, features)), 8, radius, guides, clip)
+    pf = P.PostFilter(rng.integers(-bound, bound + 1, (classes * directions, 3, features)), 8, radius, guides, clip,
+                      directions)
     assert np.array_equal(P.apply(image, pf, pictures), _direct(image, pf, pictures[:guides]))
     # The largest sums the format allows: every tap at its bound, on the most extreme pixels.
     extreme = np.where(rng.random((h, w, 3)) < 0.5, 0, 255).astype(np.uint8)
     opposite = [255 - extreme] * (guides + 1)
-    worst = P.PostFilter(np.full((classes, 3, features), -(P.MAX_TAP - 1)), P.MAX_FRACTION_BITS, radius, guides, clip)
+    worst = P.PostFilter(np.full((classes * directions, 3, features), -(P.MAX_TAP - 1)), P.MAX_FRACTION_BITS, radius,
+                         guides, clip, directions)
     assert np.array_equal(P.apply(extreme, worst, opposite), _direct(extreme, worst, opposite[:guides]))
-    identity = P.PostFilter(np.zeros((classes, 3, features), dtype=np.int64), 8, radius, guides, clip)
+    identity = P.PostFilter(np.zeros((classes * directions, 3, features), dtype=np.int64), 8, radius, guides, clip,
+                            directions)
     assert np.array_equal(P.apply(image, identity, pictures), image)
     if guides:
         with pytest.raises(BitstreamError, match="guide"):
@@ -128,6 +155,50 @@ def test_activity_classes_follow_their_definition_and_nest(photo, rng):
         fine = P.activity_classes(image, P._FINE_CLASSES).astype(int)
         for count in P.CLASS_COUNTS:
             assert np.array_equal(P.activity_classes(image, count), fine * count // P._FINE_CLASSES)
+
+
+def test_directions_follow_their_definition(photo, rng):
+    stripes = np.zeros((30, 40, 3), dtype=np.uint8)
+    stripes[:, :20] = (np.arange(20) % 4 * 80)[None, :, None]  # vertical stripes: rows vary most
+    stripes[:, 20:] = (np.add.outer(np.arange(30), np.arange(20)) % 4 * 80)[..., None]  # diagonal ones
+    for image in (photo[:48, :64], rng.integers(0, 256, (23, 31, 3), dtype=np.uint8), stripes):
+        directions = P.direction_classes(image)
+        assert directions.dtype == np.uint8 and np.array_equal(directions, _directions(image))
+        for classes in (1, 3):
+            assert np.array_equal(P.filter_classes(image, classes, P.DIRECTIONS),
+                                  P.activity_classes(image, classes) * P.DIRECTIONS + directions)
+        assert np.array_equal(P.filter_classes(image, 3), P.activity_classes(image, 3))
+    counts = np.bincount(P.direction_classes(stripes).reshape(-1), minlength=P.DIRECTIONS)
+    assert counts[1] > 0 and counts[3] + counts[4] > 0
+    # The largest sums the definition allows (alternating black and white rows) stay exact.
+    extreme = np.zeros((12, 12, 3), dtype=np.uint8)
+    extreme[::2] = 255
+    assert np.array_equal(P.direction_classes(extreme), _directions(extreme))
+
+
+def test_directions_undo_what_differs_between_orientations(monkeypatch):
+    """Vertical stripes blurred across, diagonal ones sharpened across: no filter undoes both
+    (the first want the rows sharpened, the second blurred), one per direction does, and the
+    encoder picks directions."""
+    rng = np.random.default_rng(1)
+    h, w = 96, 128
+    yy, xx = np.mgrid[0:h, 0:w]
+    scene = np.where(xx < w // 2, np.sin(2 * np.pi * xx / 7), np.sin(2 * np.pi * (xx + yy) / 7))
+    original = np.clip(np.round(128 + 60 * scene[..., None] + rng.normal(0, 3, (h, w, 3))), 0, 255).astype(np.uint8)
+    x = original.astype(np.float64)
+    across = np.roll(x, 1, 1) + np.roll(x, -1, 1)
+    degraded = np.where((xx < w // 2)[..., None], (2 * x + across) / 4, x + 0.5 * (2 * x - across))
+    degraded = np.clip(np.round(degraded), 0, 255).astype(np.uint8)
+
+    def error(a):
+        return float(np.sum((a.astype(np.float64) - original) ** 2))
+
+    payload, picture = P.choose(original, degraded, coded_bytes=20_000)
+    assert P.unpack(payload).directions == P.DIRECTIONS
+    assert np.array_equal(P.apply(degraded, P.unpack(payload)), picture)
+    monkeypatch.setattr(P, "DIRECTION_CLASS_COUNTS", ())
+    _, undirected = P.choose(original, degraded, coded_bytes=20_000)
+    assert error(picture) < 0.9 * error(undirected) < 0.1 * error(degraded)
 
 
 def test_fit_undoes_a_linear_degradation(photo, monkeypatch):
@@ -258,8 +329,13 @@ def test_section_round_trip_and_malformed_payloads(rng):
         assert P._payload_bytes(taps) == len(P.pack(taps))  # what the encoder's choice counts
     classed = P.PostFilter(rng.integers(-1000, 1000, (5, 3, P.NUM_FEATURES)), 8)
     many = P.pack(classed)
-    assert many[0] == payload[0] == P.SHAPE_CLIPPED and many[3:7] == bytes([5, P.RADIUS, 0, 0]) and payload[3] == 1
+    assert many[0] == payload[0] == P.SHAPE_DIRECTIONS and many[3:8] == bytes([5, P.RADIUS, 0, 0, 1]) and payload[3] == 1
     assert np.array_equal(P.unpack(many).taps, classed.taps)
+    directional = P.PostFilter(rng.integers(-1000, 1000, (3 * P.DIRECTIONS, 3, P.NUM_FEATURES)), 8,
+                               directions=P.DIRECTIONS)
+    back = P.unpack(P.pack(directional))
+    assert (back.classes, back.directions, back.filters) == (3, P.DIRECTIONS, 3 * P.DIRECTIONS)
+    assert np.array_equal(back.taps, directional.taps)
     guided = P.PostFilter(rng.integers(-1000, 1000, (2, 3, P.num_features(2, 3, 40))), 9, radius=2, guides=3, clip=40)
     back = P.unpack(P.pack(guided))
     assert (back.radius, back.guides, back.fraction_bits, back.clip) == (2, 3, 9, 40)
@@ -272,9 +348,15 @@ def test_section_round_trip_and_malformed_payloads(rng):
                            8, radius, 1 if shape == P.SHAPE_LAYOUT else 0)
         new = P.pack(old)
         layout = {P.SHAPE_ONE: b"", P.SHAPE_CLASSES: bytes([classes]), P.SHAPE_LAYOUT: new[3:6]}[shape]
-        back = P.unpack(bytes([shape]) + new[1:3] + layout + new[7:])
+        back = P.unpack(bytes([shape]) + new[1:3] + layout + new[8:])
         assert (back.radius, back.guides, back.clip) == (radius, old.guides, 0) and np.array_equal(back.taps, old.taps)
-    shape2 = bytes([P.SHAPE_CLASSES]) + many[1:3] + bytes([5]) + many[7:]
+    # Shape 4, written before the directions: one direction.
+    old = P.PostFilter(rng.integers(-1000, 1000, (2, 3, P.num_features(P.RADIUS, 1, P.CLIP))), 8, guides=1, clip=P.CLIP)
+    new = P.pack(old)
+    back = P.unpack(bytes([P.SHAPE_CLIPPED]) + new[1:7] + new[8:])
+    assert (back.classes, back.directions, back.guides, back.clip) == (2, 1, 1, P.CLIP)
+    assert np.array_equal(back.taps, old.taps)
+    shape2 = bytes([P.SHAPE_CLASSES]) + many[1:3] + bytes([5]) + many[8:]
     clipped = P.pack(P.PostFilter(rng.integers(-1000, 1000, (2, 3, P.num_features(P.RADIUS, 0, P.CLIP))), 8,
                                   clip=P.CLIP))
     bad = {
@@ -292,7 +374,13 @@ def test_section_round_trip_and_malformed_payloads(rng):
         "clip cut off": many[:6],
         "clip where the taps have none": many[:6] + bytes([P.CLIP]) + many[7:],
         "no clip where the taps have one": clipped[:6] + bytes([0]) + clipped[7:],
-        "shape 3 of clipped taps": bytes([P.SHAPE_LAYOUT]) + clipped[1:6] + clipped[7:],
+        "shape 3 of clipped taps": bytes([P.SHAPE_LAYOUT]) + clipped[1:6] + clipped[8:],
+        "directions cut off": many[:7],
+        "no directions": many[:7] + bytes([0]) + many[8:],
+        "two directions": many[:7] + bytes([2]) + many[8:],
+        "directions the taps do not have": many[:7] + bytes([P.DIRECTIONS]) + many[8:],
+        "no directions where the taps have them": P.pack(directional)[:7] + bytes([1]) + P.pack(directional)[8:],
+        "shape 4 of directional taps": bytes([P.SHAPE_CLIPPED]) + P.pack(directional)[1:7] + P.pack(directional)[8:],
         "no classes": many[:3] + bytes([0]) + many[4:],
         "too many classes": many[:3] + bytes([P.MAX_CLASSES + 1]) + many[4:],
         "fewer classes than taps": many[:3] + bytes([4]) + many[4:],
