@@ -170,6 +170,8 @@ class _Layout:
     def guide(self, g: int) -> slice:
         start = self.clipped.stop + 3 * g
         return slice(start, start + 3)
+
+
 # Design matrices are built a band of rows at a time, about this many pixels each (5 MB of
 # features, which runs faster than twice or half that), whatever the image size.
 _PIXELS_PER_BLOCK = 1 << 14
@@ -275,11 +277,11 @@ def activity_classes(image: np.ndarray, classes: int, act: np.ndarray | None = N
 def direction_classes(image: np.ndarray, sums: Sequence[np.ndarray] | None = None) -> np.ndarray:
     """``(H, W)`` uint8: each pixel's direction, from the sums over its 5×5 window of the luma's
     absolute second differences (:func:`_second_differences`) plus one, H (along rows), V
-    (along columns), D (down-right) and A (down-left): where max(H, V) / min(H, V) is at least max(D, A) / min(D, A), 1 if
-    H > DOMINANCE · V, 2 if V > DOMINANCE · H, else 0; otherwise 3 if D > DOMINANCE · A, 4 if
-    A > DOMINANCE · D, else 0. In integers (each sum below 2^16, the ratios compared by cross
-    products below 2^32), so encoder and decoder compute the same classes. ``sums``: the four
-    uint16 sums, where the caller has them."""
+    (along columns), D (down-right) and A (down-left): where max(H, V) / min(H, V) is at least
+    max(D, A) / min(D, A), 1 if H > DOMINANCE · V, 2 if V > DOMINANCE · H, else 0; otherwise 3
+    if D > DOMINANCE · A, 4 if A > DOMINANCE · D, else 0. In integers (each sum below 2^16,
+    the ratios compared by cross products below 2^32), so encoder and decoder compute the same
+    classes. ``sums``: the four uint16 sums, where the caller has them."""
     if sums is None:
         sums = [_window_sum(x) for x in _second_differences(image, diagonals=True)]
     h, v, d, a = (x + 1 for x in sums)

@@ -87,7 +87,8 @@ def _direct(decoded: np.ndarray, pf: P.PostFilter, guides=()) -> np.ndarray:
                           (40, 57, P.MAX_TAP - 1, 1 << 15, P.MAX_CLASSES, P.RADIUS, 1),
                           (40, 57, 4000, 500, 3, P.OLD_RADIUS, 1), (9, 13, 4000, 1 << 15, 2, 1, 1),
                           (40, 57, P.MAX_TAP - 1, 500, 2, P.MAX_RADIUS, 1),
-                          (1, 1, 300, 1 << 15, 1, P.RADIUS, P.DIRECTIONS), (40, 57, 4000, 500, 3, P.RADIUS, P.DIRECTIONS),
+                          (1, 1, 300, 1 << 15, 1, P.RADIUS, P.DIRECTIONS),
+                          (40, 57, 4000, 500, 3, P.RADIUS, P.DIRECTIONS),
                           (40, 57, P.MAX_TAP - 1, 1 << 15, P.MAX_CLASSES, P.RADIUS, P.DIRECTIONS)])
 @pytest.mark.parametrize("guides, clip", [(0, 0), (2, 0), (0, P.CLIP), (2, 255)])
 def test_apply_is_the_integer_filter_exactly(rng, monkeypatch, h, w, bound, block, classes, radius, directions,
@@ -329,7 +330,8 @@ def test_section_round_trip_and_malformed_payloads(rng):
         assert P._payload_bytes(taps) == len(P.pack(taps))  # what the encoder's choice counts
     classed = P.PostFilter(rng.integers(-1000, 1000, (5, 3, P.NUM_FEATURES)), 8)
     many = P.pack(classed)
-    assert many[0] == payload[0] == P.SHAPE_DIRECTIONS and many[3:8] == bytes([5, P.RADIUS, 0, 0, 1]) and payload[3] == 1
+    assert many[0] == payload[0] == P.SHAPE_DIRECTIONS and payload[3] == 1
+    assert many[3:8] == bytes([5, P.RADIUS, 0, 0, 1])  # classes, radius, guides, clip, directions
     assert np.array_equal(P.unpack(many).taps, classed.taps)
     directional = P.PostFilter(rng.integers(-1000, 1000, (3 * P.DIRECTIONS, 3, P.NUM_FEATURES)), 8,
                                directions=P.DIRECTIONS)
