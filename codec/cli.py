@@ -197,7 +197,7 @@ def _cmd_info(args, options) -> int:
         try:
             pf = postfilter.unpack(c.sections[postfilter.SECTION])
             shown.update(classes=pf.classes, directions=pf.directions, radius=pf.radius, guides=pf.guides,
-                         clip=pf.clip)
+                         clip=pf.clip, shape=postfilter.describe(pf))
         except BitstreamError as err:
             shown["classes"] = f"unreadable: {err}"
     if args.json:
@@ -207,13 +207,7 @@ def _cmd_info(args, options) -> int:
     print(f"  image {c.width}x{c.height}, {len(data)} bytes, {doc['bpp']:.4f} bpp")
     print(f"  params: {', '.join(f'{k}={v}' for k, v in c.params.items()) or '-'}")
     for n, s in doc["sections"].items():
-        extra = s.get("classes", "")
-        if isinstance(extra, int):
-            guides = f"{s['guides']} guide" + ("" if s["guides"] == 1 else "s")
-            taps = f"luma differences clipped to {s['clip']}" if s["clip"] else "linear"
-            directions = f" x {s['directions']} directions" if s["directions"] > 1 else ""
-            extra = (f"  ({s['classes']} activity classes{directions}, diamond of radius {s['radius']}, {guides}, "
-                     f"{taps})")
+        extra = f"  ({s['shape']})" if "shape" in s else s.get("classes", "")
         print(f"  section {n:<12} {s['bytes']:>9} bytes  {s['bpp']:.4f} bpp{extra}")
     print(f"  container    {doc['container_bytes']:>11} bytes")
     return 0

@@ -230,6 +230,7 @@ class LearnedCodec(Codec):
         if chosen is not None:
             payload, filtered = chosen
             result.sections[postfilter.SECTION] = payload
+            result.info["postfilter"] = postfilter.describe(postfilter.unpack(payload))
             _show_filtered(result, filtered)
         params["postfilter"] = "on" if chosen is not None else "off"
         result.info["postfilter_bytes"] = len(result.sections.get(postfilter.SECTION, b""))
@@ -259,6 +260,7 @@ class LearnedCodec(Codec):
             return
         t0 = time.perf_counter()
         pf = postfilter.unpack(sections[postfilter.SECTION])
+        result.info["postfilter"] = postfilter.describe(pf)
         _show_filtered(result, postfilter.apply(result.image, pf, self._postfilter_guides(result)))
         result.decode_ms += (time.perf_counter() - t0) * 1e3
 

@@ -63,8 +63,8 @@ from . import container
 from .errors import BitstreamError
 from .metrics import squared_error
 
-__all__ = ["SECTION", "PostFilter", "rate_cost_db", "activity_classes", "pairs", "num_features", "fit", "apply", "pack",
-           "unpack", "choose"]
+__all__ = ["SECTION", "PostFilter", "rate_cost_db", "activity_classes", "direction_classes", "filter_classes", "pairs",
+           "num_features", "fit", "apply", "pack", "unpack", "choose", "describe"]
 
 SECTION = "postfilter"
 SHAPE_ONE = 1  # one filter for the whole picture, radius 2 (read, no longer written)
@@ -219,6 +219,14 @@ class PostFilter:
     def classes(self) -> int:
         """The activity classes (each with ``directions`` filters)."""
         return self.taps.shape[0] // self.directions
+
+
+def describe(pf: PostFilter) -> str:
+    """The filter's shape in words, as ``lic-codec info`` and the studio show it."""
+    directions = f" x {pf.directions} directions" if pf.directions > 1 else ""
+    guides = f"{pf.guides} guide" + ("" if pf.guides == 1 else "s")
+    taps = f"luma differences clipped to {pf.clip}" if pf.clip else "linear"
+    return f"{pf.classes} activity classes{directions}, diamond of radius {pf.radius}, {guides}, {taps}"
 
 
 def _second_differences(image: np.ndarray, diagonals: bool = False) -> list[np.ndarray]:

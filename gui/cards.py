@@ -245,7 +245,9 @@ class CodecCard(QtWidgets.QFrame):
             f"<span style='color:{section_color(k, i)}'>■</span> {k} {v:.3f}"
             for i, (k, v) in enumerate((k, v) for k, v in m.section_bpp.items() if v > 0)) + " bpp"
         chosen = encoder_choices(outcome)
-        self.legend.setText(legend + (f"<br>encoder chose {chosen}" if chosen else ""))
+        shape = outcome.result.info.get("postfilter") if outcome.result else None
+        self.legend.setText(legend + (f"<br>encoder chose {chosen}" if chosen else "")
+                            + (f"<br>post-filter: {shape}" if shape else ""))
         self._show_delta()
 
     def clear_metrics(self) -> None:

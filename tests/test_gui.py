@@ -648,5 +648,9 @@ def test_card_says_what_the_encoder_chose(qtbot, photo):
     qtbot.addWidget(card)
     card.show_outcome(chose)
     assert "encoder chose refine=on" in card.legend.text()
+    assert "post-filter" not in card.legend.text()
     card.show_outcome(EncodeOutcome(2, "hy", {"refine": "on", "rate": 0.5}, "k", False, res, measure(photo, res)))
     assert "chose" not in card.legend.text()
+    res.info["postfilter"] = "3 activity classes x 5 directions"  # what a learned codec's result carries
+    card.show_outcome(EncodeOutcome(3, "hy", {"refine": "on", "rate": 0.5}, "k", False, res, measure(photo, res)))
+    assert "post-filter: 3 activity classes x 5 directions" in card.legend.text()

@@ -426,9 +426,11 @@ def test_codecs_flag_the_filter_and_decode_it_exactly(codecs, photo, name):
     if kept == "on":  # auto keeps it only where it lowers the error
         assert ((on.image.astype(int) - image) ** 2).sum() < ((off.image.astype(int) - image) ** 2).sum()
     assert on.info["postfilter_bytes"] == len(on.sections[P.SECTION])
+    assert on.info["postfilter"] == P.describe(P.unpack(on.sections[P.SECTION])) and "postfilter" not in off.info
     for enc in (on, off):
         dec = codec.decode(enc.bitstream)
         assert np.array_equal(dec.image, enc.image) and dec.params["postfilter"] == enc.params["postfilter"]
+        assert dec.info.get("postfilter") == enc.info.get("postfilter")
 
     # Flag and section must agree, both ways.
     c = container.unpack(on.bitstream)
