@@ -421,20 +421,18 @@ class _Sums:
         return _Sums(self.gram[:, keep][:, :, keep], self.rhs[:, keep], self.energy)
 
 
-def _fine_classes(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _fine_classes(image: np.ndarray) -> np.ndarray:
     """The encoder's fine classes of ``image``: ``_FINE_CLASSES`` activity classes, each split by
-    direction, at activity class · :data:`DIRECTIONS` + direction; and the direction map."""
-    directions = direction_classes(image)
-    return activity_classes(image, _FINE_CLASSES) * np.uint8(DIRECTIONS) + directions, directions
+    direction, at activity class · :data:`DIRECTIONS` + direction."""
+    return filter_classes(image, _FINE_CLASSES, DIRECTIONS)
 
 
-def _coarse(fine: np.ndarray, directions: np.ndarray, pf: "PostFilter") -> np.ndarray:
-    """The map of ``pf``'s filters (:func:`filter_classes`) from the fine classes' map and the
-    direction map (:func:`_fine_classes`)."""
+def _coarse(fine: np.ndarray, pf: "PostFilter") -> np.ndarray:
+    """The map of ``pf``'s filters (:func:`filter_classes`) from the fine classes' map."""
     activity_class = (fine // DIRECTIONS) * pf.classes // _FINE_CLASSES
     if pf.directions == 1:
         return activity_class.astype(np.uint8)
-    return (activity_class * pf.directions + directions).astype(np.uint8)
+    return (activity_class * pf.directions + fine % DIRECTIONS).astype(np.uint8)
 
 
 def _sums(original: np.ndarray, decoded: np.ndarray, cls: np.ndarray, fine: int, radius: int,
@@ -708,7 +706,7 @@ def choose(original: np.ndarray, decoded: np.ndarray, coded_bytes: float, force:
     picture is then measured.
     """
     guides = tuple(guides[:MAX_GUIDES])
-    fine, directions = _fine_classes(decoded)
+    fine = _fine_classes(decoded)
     every = _sums(original, decoded, fine, _FINE_CLASSES * DIRECTIONS, RADIUS, guides, CLIP)
     before_fit = float(np.sum(every.energy))
     shapes = [(classes, 1) for classes in CLASS_COUNTS] + [(classes, DIRECTIONS) for classes in DIRECTION_CLASS_COUNTS]
@@ -727,7 +725,7 @@ def choose(original: np.ndarray, decoded: np.ndarray, coded_bytes: float, force:
                     best = (net, pf)
     _, pf = best
     payload = pack(pf)
-    filtered = _apply(decoded, pf, _coarse(fine, directions, pf), guides)
+    filtered = _apply(decoded, pf, _coarse(fine, pf), guides)
     before, after = squared_error(original, decoded), squared_error(original, filtered)
     if not force:
         if after >= before:

@@ -169,6 +169,13 @@ def test_directions_follow_their_definition(photo, rng):
             assert np.array_equal(P.filter_classes(image, classes, P.DIRECTIONS),
                                   P.activity_classes(image, classes) * P.DIRECTIONS + directions)
         assert np.array_equal(P.filter_classes(image, 3), P.activity_classes(image, 3))
+        # The encoder fits every filter it tries from its fine classes' sums: each filter's
+        # pixels are a union of fine classes.
+        fine = P._fine_classes(image)
+        for classes in P.CLASS_COUNTS:
+            for count in (1, P.DIRECTIONS):
+                pf = P.PostFilter(np.zeros((classes * count, 3, P.NUM_FEATURES)), directions=count)
+                assert np.array_equal(P._coarse(fine, pf), P.filter_classes(image, classes, count))
     counts = np.bincount(P.direction_classes(stripes).reshape(-1), minlength=P.DIRECTIONS)
     assert counts[1] > 0 and counts[3] + counts[4] > 0
     # The largest sums the definition allows (alternating black and white rows) stay exact.
