@@ -90,7 +90,7 @@ _FINE_CLASSES = 12
 # VVC's adaptive loop filter): none, or which of the horizontal, vertical and two diagonal
 # second differences dominate around it, each with a filter of its own. On 6 training images
 # (scripts/postfilter_directions.py, results/tuning/postfilter-directions.json) they add
-# 0.089 dB net of their bytes to the hybrid's files, 0.014 dB to the wavelet codec's; their
+# 0.093 dB net of their bytes to the hybrid's files, 0.013 dB to the wavelet codec's; their
 # taps pay where edges and textures of one orientation dominate (a building's facade) and not
 # elsewhere, so the encoder tries filters with and without them. A direction dominates
 # where its sum is more than DOMINANCE times the one across it (VVC's first threshold; 1.5
