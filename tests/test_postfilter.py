@@ -263,7 +263,22 @@ def test_large_pictures_are_fitted_on_every_pixel_phase(rng, monkeypatch):
         a = to_taps @ every[:, mask]
         np.testing.assert_array_equal(sums.gram[c], a @ a.T)
         np.testing.assert_array_equal(sums.rhs[c], a @ target[mask])
-        assert sums.energy[c] == np.sum(target[mask] ** 2)
+        assert sums.energy[c] == np.sum(target[mask] ** 2) and sums.count[c] == np.sum(mask)
+    assert sums.share == len(P._FIT_GRID) / P._FIT_STEP ** 2  # the rest of the picture unseen by the fit
+
+
+def test_predicted_error_counts_the_fits_optimism_on_unseen_pixels(rng):
+    """Least squares fitted on a quarter of the pixels leave more error on the other three
+    quarters, by (n + p) / (n − p) in expectation; a class with no more pixels than taps is not
+    trusted at all."""
+    p = P.NUM_FEATURES
+    gram, rhs, energy = np.stack([4.0 * np.eye(p)] * 2), rng.normal(size=(2, p, 3)), np.array([1000.0, 1000.0])
+    pf = P.quantize(P._solve(P._Sums(gram, rhs, energy, np.array([500, 500]))), 8)
+    seen = P._predicted_energy(P._Sums(gram, rhs, energy, np.array([500, 500]), 1.0), pf)
+    quarter = P._predicted_energy(P._Sums(gram, rhs, energy, np.array([500, 500]), 0.25), pf)
+    assert 0 < seen < energy.sum() and quarter == pytest.approx(seen * (0.25 + 0.75 * (500 + p) / (500 - p)))
+    assert P._predicted_energy(P._Sums(gram, rhs, energy, np.array([500, p]), 0.25), pf) == energy.sum()
+    assert P._predicted_energy(P._Sums(gram, rhs, energy, np.array([500, p]), 1.0), pf) == seen
 
 
 def test_classes_undo_what_differs_between_flat_and_busy_areas(photo):
