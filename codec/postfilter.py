@@ -223,10 +223,13 @@ class PostFilter:
 
 def describe(pf: PostFilter) -> str:
     """The filter's shape in words, as ``lic-codec info`` and the studio show it."""
+    def count(n: int, noun: str) -> str:
+        return f"{n} {noun}" + ("" if n == 1 else "es" if noun.endswith("s") else "s")
+
     directions = f" x {pf.directions} directions" if pf.directions > 1 else ""
-    guides = f"{pf.guides} guide" + ("" if pf.guides == 1 else "s")
     taps = f"luma differences clipped to {pf.clip}" if pf.clip else "linear"
-    return f"{pf.classes} activity classes{directions}, diamond of radius {pf.radius}, {guides}, {taps}"
+    return (f"{count(pf.classes, 'activity class')}{directions}, diamond of radius {pf.radius}, "
+            f"{count(pf.guides, 'guide')}, {taps}")
 
 
 def _second_differences(image: np.ndarray, diagonals: bool = False) -> list[np.ndarray]:

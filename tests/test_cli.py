@@ -43,11 +43,11 @@ def test_info_names_the_post_filters_classes(tmp_path, png, capsys):
     linear = postfilter.PostFilter(np.zeros((3, 3, postfilter.NUM_FEATURES), dtype=np.int64))
     clipped = postfilter.PostFilter(np.zeros((2, 3, postfilter.num_features(postfilter.RADIUS, 1, 32)), dtype=np.int64),
                                     guides=1, clip=32)
-    directional = postfilter.PostFilter(np.zeros((2 * postfilter.DIRECTIONS, 3, postfilter.NUM_FEATURES),
+    directional = postfilter.PostFilter(np.zeros((postfilter.DIRECTIONS, 3, postfilter.NUM_FEATURES),
                                                  dtype=np.int64), directions=postfilter.DIRECTIONS)
     for payload, shown in ((postfilter.pack(linear), (3, 0, 0, 1, "", "0 guides, linear")),
                            (postfilter.pack(clipped), (2, 1, 32, 1, "", "1 guide, luma differences clipped to 32")),
-                           (postfilter.pack(directional), (2, 0, 0, 5, " x 5 directions", "0 guides, linear")),
+                           (postfilter.pack(directional), (1, 0, 0, 5, " x 5 directions", "0 guides, linear")),
                            (b"\x09", None)):
         lic.write_bytes(container.pack(dataclasses.replace(c, sections={**c.sections, "postfilter": payload})))
         capsys.readouterr()
@@ -60,7 +60,8 @@ def test_info_names_the_post_filters_classes(tmp_path, png, capsys):
             assert section["radius"] == postfilter.RADIUS
         assert main(["info", str(lic)]) == 0
         line = [t for t in capsys.readouterr().out.splitlines() if "section postfilter" in t][0]
-        assert (f"({shown[0]} activity classes{shown[4]}, diamond of radius {postfilter.RADIUS}, {shown[5]})" if shown
+        classes = f"{shown[0]} activity class" + ("es" if shown and shown[0] > 1 else "") if shown else ""
+        assert (f"({classes}{shown[4]}, diamond of radius {postfilter.RADIUS}, {shown[5]})" if shown
                 else "unreadable") in line
 
 
