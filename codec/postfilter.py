@@ -285,6 +285,12 @@ def activity_classes(image: np.ndarray, classes: int, act: np.ndarray | None = N
     return class_of[act]
 
 
+def _direction_sums(image: np.ndarray) -> list[np.ndarray]:
+    """uint16 H, V, D and A of :func:`direction_classes` (without the one added there): the sums
+    over each pixel's 5×5 window of its four absolute second differences, each below 2^16."""
+    return [_window_sum(x) for x in _second_differences(image, diagonals=True)]
+
+
 def direction_classes(image: np.ndarray, sums: Sequence[np.ndarray] | None = None) -> np.ndarray:
     """``(H, W)`` uint8: each pixel's direction, from the sums over its 5×5 window of the luma's
     absolute second differences (:func:`_second_differences`) plus one, H (along rows), V
@@ -293,9 +299,7 @@ def direction_classes(image: np.ndarray, sums: Sequence[np.ndarray] | None = Non
     if D > DOMINANCE · A, 4 if A > DOMINANCE · D, else 0. In integers (each sum below 2^16,
     the ratios compared by cross products below 2^32), so encoder and decoder compute the same
     classes. ``sums``: the four uint16 sums, where the caller has them."""
-    if sums is None:
-        sums = [_window_sum(x) for x in _second_differences(image, diagonals=True)]
-    h, v, d, a = (x + 1 for x in sums)
+    h, v, d, a = (x + 1 for x in (_direction_sums(image) if sums is None else sums))
     hv_high, hv_low = np.maximum(h, v), np.minimum(h, v)
     diag_high, diag_low = np.maximum(d, a), np.minimum(d, a)
     product = functools.partial(np.multiply, dtype=np.uint32)
@@ -313,7 +317,7 @@ def filter_classes(image: np.ndarray, classes: int, directions: int = 1) -> np.n
     """``(H, W)`` uint8: the filter of each pixel, activity class · ``directions`` + direction."""
     if directions == 1:
         return activity_classes(image, classes)
-    sums = [_window_sum(x) for x in _second_differences(image, diagonals=True)]
+    sums = _direction_sums(image)
     cls = activity_classes(image, classes, sums[0].astype(np.int32) + sums[1])  # activity(image), exactly
     return cls * np.uint8(directions) + direction_classes(image, sums)
 
@@ -463,8 +467,9 @@ def _sums(original: np.ndarray, decoded: np.ndarray, cls: np.ndarray, fine: int,
     features = np.concatenate([a for _, a in bands], axis=1)[:, order]
     target = target[order]
     del bands
+    count = np.bincount(flat_cls, minlength=fine)
     start = 0
-    for c, end in enumerate(np.cumsum(np.bincount(flat_cls, minlength=fine)).tolist()):
+    for c, end in enumerate(np.cumsum(count).tolist()):
         if end > start:
             part = features[:, start:end].astype(np.float64)
             # Of A·Aᵀ the upper triangle alone (half the work); the lower is filled below.
@@ -476,7 +481,7 @@ def _sums(original: np.ndarray, decoded: np.ndarray, cls: np.ndarray, fine: int,
     # squares are then solved and quantised in the basis the taps are sent in).
     to_taps = _raw_to_taps(radius, len(guides), clip).astype(np.float64)
     share = len(grid) / step ** 2
-    return _Sums(to_taps @ gram @ to_taps.T, to_taps @ rhs, energy, np.bincount(flat_cls, minlength=fine), share)
+    return _Sums(to_taps @ gram @ to_taps.T, to_taps @ rhs, energy, count, share)
 
 
 def _solve(sums: _Sums) -> np.ndarray:
