@@ -106,6 +106,9 @@ def gain_over(reference: tuple[np.ndarray, np.ndarray], bpp: float, psnr: float)
     return float(psnr - np.interp(math.log(bpp), log_bpp, ref_psnr[order]))
 
 
+POINT_COLOUR_MAPS = ("viridis", "plasma", "cividis", "cool")
+
+
 def plot_learning_curve(runs: dict[str, list[ValPoint]], path: str | Path,
                         references: dict[int, tuple[np.ndarray, np.ndarray]] | None = None,
                         title: str = "") -> list[dict]:
@@ -124,7 +127,7 @@ def plot_learning_curve(runs: dict[str, list[ValPoint]], path: str | Path,
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2 if references else 1, figsize=(13 if references else 7, 5),
+    fig, axes = plt.subplots(1, 2 if references else 1, figsize=(16 if references else 7, 5),
                              dpi=110, squeeze=False)
     rd, gain_ax = axes[0][0], (axes[0][1] if references else None)
     cmap = plt.get_cmap("viridis")
@@ -139,10 +142,16 @@ def plot_learning_curve(runs: dict[str, list[ValPoint]], path: str | Path,
             rd.plot([p.bpp for p in at], [p.psnr for p in at], marker + "-", color=colour,
                     markersize=4, linewidth=1, label=label)
         if references:
-            for params in sorted({p.params for p in points}):
+            # One colour map per run, its points in order of rate: with a dozen points a run,
+            # the default colour cycle repeats and a series could not be told from its label.
+            point_cmap = plt.get_cmap(POINT_COLOUR_MAPS[run_index % len(POINT_COLOUR_MAPS)])
+            by_rate = sorted({p.params for p in points},
+                             key=lambda params: float(np.median([p.bpp for p in points if p.params == params])))
+            for k, params in enumerate(by_rate):
                 series = sorted((p for p in points if p.params == params), key=lambda p: p.step)
                 gains = [gain(p) for p in series]
                 gain_ax.plot([p.step for p in series], gains, marker + "-", markersize=4,
+                             color=point_cmap(0.9 * k / max(len(by_rate) - 1, 1)),
                              label=f"{name} {point_label(params)}")
         last = max(steps) if steps else None
         for p in sorted((p for p in points if p.step == last), key=lambda p: p.bpp):
@@ -157,7 +166,8 @@ def plot_learning_curve(runs: dict[str, list[ValPoint]], path: str | Path,
         gain_ax.set_xlabel("training step")
         gain_ax.set_ylabel("PSNR gain over JPEG at equal bpp (dB)")
         gain_ax.grid(True, alpha=0.3)
-        gain_ax.legend(fontsize=7)
+        # Beside the axes: a run's dozen points would otherwise cover its curves.
+        gain_ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     rd.set_xlabel("bits per pixel (from bitstream bytes)")
     rd.set_ylabel("PSNR-RGB (dB)")
     rd.grid(True, alpha=0.3)
