@@ -151,6 +151,29 @@ def test_sampler_is_deterministic_resumable_and_codes_jpeg_bases(folders):
         assert p.base_bits[k] == 8 * len(data) and np.array_equal(p.bases[k], jpeg_decode(data, 64, 64))
 
 
+def _symmetries(patch: np.ndarray) -> list[np.ndarray]:
+    turns = [np.rot90(patch, k) for k in range(4)]
+    return turns + [t[:, ::-1] for t in turns]
+
+
+@pytest.mark.parametrize("augment, expected", [("flip", {0, 4}), ("dihedral", set(range(8)))])
+def test_sampler_augmentation_gives_the_crop_its_symmetries(augment, expected, tmp_path):
+    # One image as large as the crop, so that every crop is the whole image, transformed.
+    image = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    symmetries = _symmetries(image)
+    sampler = CropSampler([image], 64, seed=1, augment=augment)
+    seen = set()
+    for crop in sampler.sample(64).images:
+        seen |= {k for k, s in enumerate(symmetries) if np.array_equal(crop, s)}
+    assert seen == expected  # flip: identity and the left-right mirror (symmetry 4) only
+    with pytest.raises(ParameterError, match="augmentation"):
+        CropSampler([image], 64, seed=1, augment="rotate")
+    args = cli.parse_args(["wavelet", "--data", "d", "--out", str(tmp_path), "--augment", augment])
+    assert cli.run_config_from_args(args)[0].augment == augment
+    with pytest.raises(ParameterError, match="--augment"):
+        RunConfig(data="d", augment="rotate").validate()
+
+
 def test_loss_counts_base_bits_and_ms_ssim_fits_small_crops():
     torch.manual_seed(0)
     x = torch.rand(2, 3, 64, 64)

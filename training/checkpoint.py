@@ -125,6 +125,7 @@ def training_record(doc: dict[str, Any], with_history: bool = False) -> dict[str
         "ranks": int(doc.get("world_size", 1)),
         "crop": run.crop,
         "batch": run.batch,
+        **({"augment": run.augment} if run.augment != "flip" else {}),
         "lr": run.lr,
         # The step decay happens at fractions of --steps, which a resumed run may change: the
         # rate actually reached says whether the run got to its low-learning-rate end.

@@ -31,6 +31,7 @@ from codec.jpeg import TABLES
 from codec.weights import is_weights_name
 
 from .config import HYBRID_SCHEDULE, MODES, RunConfig, parse_floats, parse_overrides, parse_range
+from .data import AUGMENTATIONS
 
 __all__ = ["parse_args", "main", "run_config_from_args"]
 
@@ -60,6 +61,9 @@ def _add_run_options(p: argparse.ArgumentParser, mode: str) -> None:
     g.add_argument("--crop", type=int, help="square crop side, a multiple of the model stride "
                    "(default 128, or the model's min_train_crop rounded up to the stride if larger)")
     g.add_argument("--batch", type=int, help="batch size per rank (default 8)")
+    g.add_argument("--augment", choices=AUGMENTATIONS,
+                   help="flip: each crop mirrored left-right half the time (default); dihedral: each "
+                        "turned into one of the square's eight symmetries (quarter turns, mirrored or not)")
     if MODES[mode] == "hybrid":
         g.add_argument("--base-quality", help="JPEG base quality range LO:HI sampled per crop (default 10:80)")
         g.add_argument("--base-subsampling", choices=("4:2:0", "4:4:4"), help="JPEG base chroma (default 4:2:0)")
@@ -207,7 +211,7 @@ def run_config_from_args(args: argparse.Namespace) -> tuple[RunConfig, dict | No
     mode = args.command
     given: dict[str, Any] = {}
     for key in ("data", "val", "init", "seed", "threads", "device", "steps", "max_minutes",
-                "checkpoint_every_minutes", "crop", "batch", "lr", "aux_lr", "warmup_steps",
+                "checkpoint_every_minutes", "crop", "batch", "augment", "lr", "aux_lr", "warmup_steps",
                 "lr_decay_factor", "clip", "ema", "rate_warmup_steps", "widen_rate_warmup_steps",
                 "phase_steps", "ms_ssim_weight", "vgg_weight", "vgg_weights",
                 "val_images", "val_points", "val_every", "val_crop", "log_every", "export_name",

@@ -15,6 +15,8 @@ from typing import Any, Mapping, Sequence
 
 from codec.errors import ParameterError
 
+from .data import AUGMENTATIONS
+
 __all__ = [
     "MODES",
     "RunConfig",
@@ -47,6 +49,9 @@ class RunConfig:
         crop, batch: square random crop side (a multiple of the model's stride) and batch size.
             ``crop=None``: 128, or the model's ``min_train_crop`` rounded up to its stride when
             that is larger (the wavelet model needs 192 for every progressive step to code).
+        augment: ``flip`` (each crop mirrored left-right half the time) or ``dihedral`` (each
+            turned into one of the square's eight symmetries: more distinct crops from the few
+            training images as large as a large crop).
         lr, aux_lr: Adam learning rates of the network and of the entropy bottlenecks'
             quantiles (CompressAI's auxiliary loss).
         warmup_steps, lr_decay_at, lr_decay_factor: linear warm-up, then the rate is multiplied
@@ -108,6 +113,7 @@ class RunConfig:
     model_config: dict[str, str] = field(default_factory=dict)
     crop: int | None = None
     batch: int = 8
+    augment: str = "flip"
     lr: float = 1e-4
     aux_lr: float = 1e-3
     warmup_steps: int = 500
@@ -209,6 +215,8 @@ class RunConfig:
         for name in ("crop", "batch", "steps"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ParameterError(f"--{name} must be positive, got {getattr(self, name)}")
+        if self.augment not in AUGMENTATIONS:
+            raise ParameterError(f"--augment must be one of {', '.join(AUGMENTATIONS)}, got {self.augment!r}")
         if self.lr <= 0 or self.aux_lr <= 0:
             raise ParameterError("--lr and --aux-lr must be positive")
         if not 0 <= self.ema < 1:

@@ -22,7 +22,12 @@ from codec.evaluate import list_images
 from codec.image import open_image
 from codec.jpeg import jpeg_decode, jpeg_encode
 
-__all__ = ["Batch", "find_images", "load_images", "check_crop", "CropSampler", "BASE_SCAN"]
+__all__ = ["Batch", "find_images", "load_images", "check_crop", "CropSampler", "BASE_SCAN", "AUGMENTATIONS"]
+
+# What a crop may be turned into: ``flip`` mirrors it left-right half the time; ``dihedral`` turns
+# it into one of the square's eight symmetries (rotations by quarter turns, each mirrored or not),
+# eight crops where a set holds few images as large as the crop.
+AUGMENTATIONS = ("flip", "dihedral")
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +92,8 @@ def check_crop(crop: int, stride: int) -> None:
 
 
 class CropSampler:
-    """Random square crops with horizontal flips from an in-memory image list.
+    """Random square crops from an in-memory image list, each mirrored left-right half the time
+    or, with ``augment="dihedral"``, turned into one of the square's eight symmetries.
 
     Images are drawn with probability proportional to their number of possible crop positions,
     so every pixel of the set is about equally likely to be seen. All randomness comes from
@@ -96,7 +102,10 @@ class CropSampler:
 
     def __init__(self, images: Sequence[np.ndarray], crop: int, seed: int,
                  base_quality: tuple[int, int] | None = None, base_subsampling: str = "4:2:0",
-                 base_tables: str = "standard"):
+                 base_tables: str = "standard", augment: str = "flip"):
+        if augment not in AUGMENTATIONS:
+            raise ParameterError(f"augmentation {augment!r} is not one of {', '.join(AUGMENTATIONS)}")
+        self.augment = augment
         self.images = [img for img in images if min(img.shape[:2]) >= crop]
         if not self.images:
             raise ParameterError(f"no training image is at least {crop}x{crop} pixels")
@@ -121,7 +130,7 @@ class CropSampler:
             y = int(self.rng.integers(0, img.shape[0] - c + 1))
             x = int(self.rng.integers(0, img.shape[1] - c + 1))
             patch = img[y:y + c, x:x + c]
-            crops[k] = patch[:, ::-1] if self.rng.random() < 0.5 else patch
+            crops[k] = self._transformed(patch)
         if self.base_quality is None:
             return Batch(crops, None, None, None)
         lo, hi = self.base_quality
@@ -134,6 +143,13 @@ class CropSampler:
             bases[k] = jpeg_decode(data, c, c)
             bits[k] = 8.0 * len(data)
         return Batch(crops, bases, bits, qualities)
+
+    def _transformed(self, patch: np.ndarray) -> np.ndarray:
+        if self.augment == "flip":
+            return patch[:, ::-1] if self.rng.random() < 0.5 else patch
+        symmetry = int(self.rng.integers(0, 8))
+        turned = np.rot90(patch, symmetry % 4)
+        return turned[:, ::-1] if symmetry >= 4 else turned
 
     def state_dict(self) -> dict[str, Any]:
         return {"bit_generator": self.rng.bit_generator.state, "num_images": len(self.images)}

@@ -205,7 +205,8 @@ class Trainer:
         seed_seq = np.random.SeedSequence([cfg.seed, self.dist.rank])
         self.sampler = CropSampler(images, cfg.crop, seed=int(seed_seq.generate_state(1)[0]),
                                    base_quality=cfg.base_quality if self._uses_base else None,
-                                   base_subsampling=cfg.base_subsampling, base_tables=cfg.base_tables)
+                                   base_subsampling=cfg.base_subsampling, base_tables=cfg.base_tables,
+                                   augment=cfg.augment)
         log.info("rank %d: %d images (%.0f MB) cached in %.1f s", self.dist.rank, len(self.sampler),
                  sum(i.nbytes for i in self.sampler.images) / 1e6, time.perf_counter() - t0)
         torch.manual_seed(cfg.seed * 1000 + 1 + self.dist.rank)
