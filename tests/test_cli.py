@@ -60,7 +60,7 @@ def test_info_names_the_post_filters_classes(tmp_path, png, capsys):
             assert section["radius"] == postfilter.RADIUS
         assert main(["info", str(lic)]) == 0
         line = [t for t in capsys.readouterr().out.splitlines() if "section postfilter" in t][0]
-        classes = f"{shown[0]} activity class" + ("es" if shown and shown[0] > 1 else "") if shown else ""
+        classes = f"{shown[0]} activity class" + ("es" if shown[0] > 1 else "") if shown else ""
         assert (f"({classes}{shown[4]}, diamond of radius {postfilter.RADIUS}, {shown[5]})" if shown
                 else "unreadable") in line
 
