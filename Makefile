@@ -5,7 +5,7 @@ PY ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: run test venv results results-optimize curve
+.PHONY: run test venv results results-optimize bd-by-image curve
 
 # The README's measured numbers (needs ../shared: Kodak and the published anchors); the README's
 # BD-rate and speed tables are then copied from them (scripts/readme_tables.py). Learning
@@ -33,6 +33,9 @@ OPTIMIZE_OUT ?= results/kodak-optimize
 # what the post-filter costs (the encoder fits and applies it, the decoder applies it).
 BENCH_CODECS ?= jpeg,hybrid,hybrid:postfilter=off,wavelet,wavelet:postfilter=off
 JOBS ?= 2
+BD_BY_IMAGE ?= results/kodak/hybrid.json results/kodak/wavelet.json
+# lic-train --val-images 2: the first two of the folder's sorted images.
+VALIDATION_IMAGES ?= kodim01,kodim02
 LEARNING := results/learning
 CURVES ?= $(LEARNING)/wavelet-cpu-s1-val.csv=wavelet $(LEARNING)/wavelet-cpu-s2-val.csv=wavelet+wavelet-cpu-s1 \
 	$(LEARNING)/wavelet-cpu-s3-val.csv=wavelet+11339 \
@@ -70,12 +73,19 @@ test: $(STAMP)
 
 results: $(STAMP)
 	$(VENV)/bin/lic-codec eval $(KODAK) --codecs $(CODECS) --anchors $(ANCHORS) --jobs $(JOBS) --ceiling --out results/kodak
+	$(MAKE) -s bd-by-image
 	$(VENV)/bin/lic-codec bench $(KODAK) --codecs $(BENCH_CODECS) --limit 8 --repeat 3 --threads 1 --out results/kodak/bench.json
 	$(MAKE) curve
 	$(VENV)/bin/python scripts/readme_tables.py
 
 results-optimize: $(STAMP)
 	$(VENV)/bin/lic-codec eval $(KODAK) --codecs $(OPTIMIZE_CODECS) --anchors $(ANCHORS) --jobs $(JOBS) --out $(OPTIMIZE_OUT)
+
+# Each image's BD-rate, and the BD-rates without the images that training validated on (the
+# weights shipped were chosen by that validation), from the per-image values in the eval's curves.
+bd-by-image: $(STAMP)
+	$(VENV)/bin/lic-codec bd results/kodak/jpeg.json $(BD_BY_IMAGE) --per-image > results/kodak/bd_rate_by_image.md
+	$(VENV)/bin/lic-codec bd results/kodak/jpeg.json $(BD_BY_IMAGE) --exclude $(VALIDATION_IMAGES) > results/kodak/bd_rate_unseen.md
 
 curve: $(STAMP)
 	$(VENV)/bin/lic-train curve $(CURVES) --reference $(KODAK) --images 2 --crop 256 --out $(LEARNING)/curve.png

@@ -112,6 +112,13 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, d
                                    "format) against a reference curve file, e.g. across two runs")
     bd.add_argument("reference", help="the reference curve (.json)")
     bd.add_argument("curves", nargs="+", help="curves to measure against it (.json)")
+    bd.add_argument("--exclude", default="",
+                    help="comma-separated images to leave out of every curve's means, by file name or "
+                         "stem (e.g. kodim01,kodim02: the images training validated on); needs curves "
+                         "written by lic-codec eval, which keep each image's values")
+    bd.add_argument("--per-image", action="store_true",
+                    help="one row per image too, each from that image's curves alone, and the median, "
+                         "best and worst image")
 
     s = sub.add_parser("codecs", help="list registered codecs and their parameters")
     s.add_argument("--json", action="store_true")
@@ -481,8 +488,32 @@ def _cmd_bd(args, options) -> int:
             raise ParameterError(f"{path}: not a readable curve file ({err})") from None
         curve.name = str(path)  # two runs' curves often share a codec name
         curves.append(curve)
-    print(ev.format_bd_table(ev.bd_table(curves[1:], curves[:1])))
+    excluded = [n.strip() for n in args.exclude.split(",") if n.strip()]
+    try:
+        if excluded:
+            curves = [_without_images(c, excluded) for c in curves]
+            print(f"averaged over {len(curves[0].images)} image(s), without {', '.join(excluded)}")
+        print(ev.format_bd_table(ev.bd_table(curves[1:], curves[:1])))
+        if args.per_image:
+            for curve in curves[1:]:
+                rows = ev.bd_table_per_image(curve, curves[0])
+                print()
+                print(ev.format_bd_table(rows))
+                print(ev.summarize_per_image(rows))
+    except ValueError as err:
+        raise ParameterError(str(err)) from None
     return 0
+
+
+def _without_images(curve, excluded: Sequence[str]):
+    """``curve`` averaged over its images but ``excluded`` (file names or stems)."""
+    if not curve.per_image:
+        raise ValueError(f"{curve.name}: the curve file keeps no per-image values, so no image can be "
+                         "left out (anchors keep none; eval's curves do)")
+    unknown = [n for n in excluded if not any(n in (i, Path(i).stem) for i in curve.images)]
+    if unknown:
+        raise ValueError(f"{curve.name}: no image named {', '.join(unknown)}")
+    return curve.on_images([i for i in curve.images if i not in excluded and Path(i).stem not in excluded])
 
 
 def _cmd_codecs(args, options) -> int:

@@ -33,8 +33,10 @@ __all__ = [
     "read_curve",
     "read_curves",
     "bd_table",
+    "bd_table_per_image",
     "BD_TABLE_HEADER",
     "format_bd_table",
+    "summarize_per_image",
     "plot_curves",
     "stderr_progress",
 ]
@@ -56,6 +58,11 @@ class Curve:
     decoding_time: list[float] = field(default_factory=list)
     params: list[dict[str, Any]] = field(default_factory=list)
     description: str = ""
+    # Each image's own values behind the means, so that a curve can be re-averaged over a
+    # subset of its images (one left out because training validated on it) or compared image
+    # by image: series name (a key of ``results``) -> [point][image], images in ``images`` order.
+    images: list[str] = field(default_factory=list)
+    per_image: dict[str, list[list[float]]] = field(default_factory=dict)
 
     def restricted_to(self, params: Sequence[dict[str, Any]], name: str) -> "Curve":
         """The curve of this one's points whose parameters are among ``params``, named ``name``."""
@@ -65,7 +72,34 @@ class Curve:
             return [series[i] for i in keep] if series else []
 
         return Curve(name, pick(self.bpp), pick(self.psnr), pick(self.ms_ssim), pick(self.encoding_time),
-                     pick(self.decoding_time), pick(self.params), self.description)
+                     pick(self.decoding_time), pick(self.params), self.description, list(self.images),
+                     {k: pick(v) for k, v in self.per_image.items()})
+
+    def on_images(self, images: Sequence[str]) -> "Curve":
+        """This curve re-averaged over ``images`` (names from :attr:`images`), in the same order.
+
+        Raises ValueError for a curve without per-image values (a published anchor, a file
+        written before they were kept) or for a name it does not have.
+        """
+        if not self.per_image:
+            raise ValueError(f"{self.name}: the curve file keeps no per-image values")
+        unknown = [n for n in images if n not in self.images]
+        if unknown:
+            raise ValueError(f"{self.name}: no image named {', '.join(unknown)} "
+                             f"(it has {', '.join(self.images)})")
+        if not images:
+            raise ValueError(f"{self.name}: no images left to average over")
+        cols = [self.images.index(n) for n in images]
+        per_image = {k: [[row[c] for c in cols] for row in v] for k, v in self.per_image.items()}
+        means = {k: [_nanmean(row) for row in v] for k, v in per_image.items()}
+        return Curve(self.name, means["bpp"], means["psnr-rgb"], means.get("ms-ssim-rgb", []),
+                     means.get("encoding_time", []), means.get("decoding_time", []), list(self.params),
+                     f"{self.description}; averaged over {len(images)} of its {len(self.images)} images",
+                     list(images), per_image)
+
+    def of_image(self, image: str) -> "Curve":
+        """The curve of one of its images alone."""
+        return self.on_images([image])
 
     def as_compressai(self) -> dict[str, Any]:
         results: dict[str, Any] = {"bpp": self.bpp, "psnr-rgb": self.psnr}
@@ -78,6 +112,9 @@ class Curve:
         doc: dict[str, Any] = {"name": self.name, "description": self.description, "results": results}
         if self.params:
             doc["params"] = self.params
+        if self.per_image:
+            doc["images"] = self.images
+            doc["per_image"] = self.per_image
         return doc
 
 
@@ -112,8 +149,11 @@ class Measurements:
     ms_ssim: list[list[float]]
     encoding_time: list[list[float]]
     decoding_time: list[list[float]]
+    images: list[str] = field(default_factory=list)
 
     _SERIES = ("bpp", "psnr", "ms_ssim", "encoding_time", "decoding_time")
+    # The names of these series in a curve file's ``results``.
+    _RESULT_KEYS = ("bpp", "psnr-rgb", "ms-ssim-rgb", "encoding_time", "decoding_time")
 
     def extend(self, other: "Measurements") -> None:
         if (other.codec, other.params, other.with_ms_ssim) != (self.codec, self.params, self.with_ms_ssim):
@@ -122,12 +162,16 @@ class Measurements:
         for series in self._SERIES:
             for mine, theirs in zip(getattr(self, series), getattr(other, series)):
                 mine.extend(theirs)
+        self.images.extend(other.images)
 
     def curve(self) -> Curve:
-        """Per-point means, sorted by bpp."""
-        rows = sorted(zip(self.params, *(map(_nanmean, getattr(self, s)) for s in self._SERIES)),
-                      key=lambda r: r[1])
+        """Per-point means, sorted by bpp, with the per-image values behind them."""
+        order = sorted(range(len(self.params)), key=lambda i: _nanmean(self.bpp[i]))
+        rows = [(self.params[i], *(_nanmean(getattr(self, s)[i]) for s in self._SERIES)) for i in order]
         images = len(self.bpp[0]) if self.bpp else 0
+        per_image = {key: [[float(v) for v in getattr(self, s)[i]] for i in order]
+                     for s, key in zip(self._SERIES, self._RESULT_KEYS)
+                     if s != "ms_ssim" or self.with_ms_ssim}
         return Curve(
             name=self.codec,
             params=[r[0] for r in rows],
@@ -137,6 +181,8 @@ class Measurements:
             encoding_time=[r[4] for r in rows],
             decoding_time=[r[5] for r in rows],
             description=f"lic-studio {self.codec}, {self.source}, {images} images, bpp from .lic file bytes",
+            images=list(self.images) if len(self.images) == images else [],
+            per_image=per_image if len(self.images) == images else {},
         )
 
 
@@ -151,7 +197,8 @@ def measure(codec: Codec, images: Sequence[Path], points: Sequence[dict[str, Any
     points = list(points if points is not None else codec.sweep_points())
     pixels = [open_image(p) for p in images]
     out = Measurements(codec.name, f"weights {codec.weights_name}, device {codec.device_name}",
-                       with_ms_ssim, points, *([[] for _ in points] for _ in Measurements._SERIES))
+                       with_ms_ssim, points, *([[] for _ in points] for _ in Measurements._SERIES),
+                       images=[p.name for p in images])
     total = len(points) * len(pixels)
     done = 0
     for i, params in enumerate(points):
@@ -264,9 +311,20 @@ def read_curve(path: str | Path) -> Curve:
     psnr = res.get("psnr-rgb", res.get("psnr"))
     if "bpp" not in res or psnr is None:
         raise ValueError(f"{path}: not a CompressAI results file (needs results.bpp and results.psnr-rgb)")
+    per_image = doc.get("per_image") or {}
+    images = [str(n) for n in doc.get("images") or []]
+    points = len(res["bpp"])
+    if per_image and not ("bpp" in per_image and "psnr-rgb" in per_image and all(
+            len(v) == points and all(len(row) == len(images) for row in v) for v in per_image.values())):
+        raise ValueError(f"{path}: its per_image values do not match its {points} points "
+                         f"and {len(images)} images")
     return Curve(name=str(doc.get("name", Path(path).stem)), bpp=list(map(float, res["bpp"])),
                  psnr=list(map(float, psnr)), ms_ssim=list(res.get("ms-ssim-rgb", [])),
-                 description=str(doc.get("description", "")))
+                 encoding_time=list(res.get("encoding_time", [])),
+                 decoding_time=list(res.get("decoding_time", [])),
+                 params=list(doc.get("params") or []), description=str(doc.get("description", "")),
+                 images=images if per_image else [],
+                 per_image={k: [list(map(float, row)) for row in v] for k, v in per_image.items()})
 
 
 def read_curves(folder: str | Path) -> list[Curve]:
@@ -294,6 +352,21 @@ def bd_table(tests: Sequence[Curve], references: Sequence[Curve]) -> list[dict[s
     return rows
 
 
+def bd_table_per_image(test: Curve, reference: Curve) -> list[dict[str, Any]]:
+    """BD-rate and BD-PSNR of ``test`` against ``reference`` on each image both were measured on,
+    each from the two curves of that image alone, in ``test``'s image order."""
+    for c in (test, reference):
+        if not c.per_image:
+            raise ValueError(f"{c.name}: the curve file keeps no per-image values")
+    rows = []
+    for image in (n for n in test.images if n in reference.images):
+        t, r = test.of_image(image), reference.of_image(image)
+        rows.append({"image": image, "codec": test.name, "reference": reference.name,
+                     "bd_rate_percent": metrics.bd_rate((r.bpp, r.psnr), (t.bpp, t.psnr)),
+                     "bd_psnr_db": metrics.bd_psnr((r.bpp, r.psnr), (t.bpp, t.psnr))})
+    return rows
+
+
 def bd_table_of_stages(specs: Sequence[tuple[str, Mapping[str, Any]]],
                        curves: Sequence[Curve]) -> list[dict[str, Any]]:
     """BD rows that measure what fixed parameters are worth: a codec's sweep against each of its
@@ -317,11 +390,27 @@ def format_bd_table(rows: Sequence[dict[str, Any]]) -> str:
     def num(v: float, unit: str) -> str:
         return "n/a (no overlap)" if math.isnan(v) else f"{v:+.1f}{unit}" if unit == " %" else f"{v:+.2f}{unit}"
 
-    lines = [BD_TABLE_HEADER, "|---|---|---:|---:|"]
+    per_image = any("image" in r for r in rows)
+    lines = [f"| image {BD_TABLE_HEADER}" if per_image else BD_TABLE_HEADER,
+             "|---|---|---|---:|---:|" if per_image else "|---|---|---:|---:|"]
     for r in rows:
-        lines.append(f"| {r['codec']} | {r['reference']} | {num(r['bd_rate_percent'], ' %')} | "
-                     f"{num(r['bd_psnr_db'], ' dB')} |")
+        lines.append(f"{'| ' + r.get('image', '') + ' ' if per_image else ''}| {r['codec']} | {r['reference']} | "
+                     f"{num(r['bd_rate_percent'], ' %')} | {num(r['bd_psnr_db'], ' dB')} |")
     return "\n".join(lines)
+
+
+def summarize_per_image(rows: Sequence[dict[str, Any]]) -> str:
+    """One line on :func:`bd_table_per_image` rows: the median BD-rate and the best and worst image."""
+    usable = [r for r in rows if math.isfinite(r["bd_rate_percent"])]
+    if not usable:
+        return "no image's curves overlap in quality"
+    ranked = sorted(usable, key=lambda r: r["bd_rate_percent"])
+    best, worst = ranked[0], ranked[-1]
+    median = float(np.median([r["bd_rate_percent"] for r in usable]))
+    skipped = len(rows) - len(usable)
+    return (f"median {median:+.1f} % over {len(usable)} images; best {best['image']} "
+            f"{best['bd_rate_percent']:+.1f} %, worst {worst['image']} {worst['bd_rate_percent']:+.1f} %"
+            + (f"; {skipped} without overlap" if skipped else ""))
 
 
 def plot_curves(measured: Sequence[Curve], anchors: Sequence[Curve], path: str | Path,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import json
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -228,7 +229,7 @@ def test_eval_jobs_give_the_same_curves_as_one_process(tmp_path, photo, capsys):
     # Two images, so that the jobs split each spec's images between the workers.
     Image.fromarray(np.ascontiguousarray(photo[:64, :96])).save(folder / "a.png")
     Image.fromarray(np.ascontiguousarray(photo[-64:, -96:])).save(folder / "b.png")
-    curves, descriptions = {}, {}
+    curves, descriptions, per_image = {}, {}, {}
     for jobs in ("1", "2"):
         out = tmp_path / f"res{jobs}"
         assert main(["eval", str(folder), "--codecs", "jpeg,jpeg:subsampling=4:4:4", "--out", str(out),
@@ -236,10 +237,18 @@ def test_eval_jobs_give_the_same_curves_as_one_process(tmp_path, photo, capsys):
         docs = {p.name: json.loads(p.read_text()) for p in out.glob("jpeg*.json")}
         curves[jobs] = {n: d["results"] for n, d in docs.items()}
         descriptions[jobs] = {n: d["description"] for n, d in docs.items()}
+        per_image[jobs] = {n: (d["images"], d["per_image"]) for n, d in docs.items()}
     assert sorted(curves["2"]) == ["jpeg.json", "jpeg_subsampling-444.json"]
     for name, res in curves["1"].items():
         assert res["bpp"] == curves["2"][name]["bpp"] and res["psnr-rgb"] == curves["2"][name]["psnr-rgb"]
         assert descriptions["1"][name] == descriptions["2"][name] and "2 images" in descriptions["2"][name]
+        images, values = per_image["2"][name]
+        assert per_image["1"][name][0] == images
+        assert all(per_image["1"][name][1][k] == values[k] for k in ("bpp", "psnr-rgb"))
+        assert images == ["a.png", "b.png"]
+        # The means are those of the per-image values kept beside them, point by point.
+        assert res["bpp"] == pytest.approx(np.mean(values["bpp"], axis=1).tolist())
+        assert res["psnr-rgb"] == pytest.approx(np.mean(values["psnr-rgb"], axis=1).tolist())
     assert "[2/2] swept" in capsys.readouterr().err
 
 
@@ -377,3 +386,41 @@ def test_bd_measures_curve_files_against_a_reference(tmp_path, capsys):
     assert f"| {test} | {ref} | -20.0 % |" in out
     assert main(["bd", ref, str(tmp_path / "missing.json")]) == 1
     assert "not a readable curve file" in capsys.readouterr().err
+
+
+def test_bd_leaves_images_out_and_compares_image_by_image(tmp_path, capsys):
+    def curve(name, per_image_bpp, psnr):
+        path = tmp_path / f"{name}.json"
+        bpp = np.asarray(per_image_bpp)  # [point][image]
+        quality = np.tile(np.asarray(psnr)[:, None], (1, bpp.shape[1]))
+        path.write_text(json.dumps({"name": name, "images": ["a.png", "b.png"],
+                                    "results": {"bpp": bpp.mean(1).tolist(), "psnr-rgb": psnr},
+                                    "per_image": {"bpp": bpp.tolist(), "psnr-rgb": quality.tolist()}}))
+        return str(path)
+
+    psnr = [28.0, 31.0, 34.0, 37.0]
+    rates = np.array([0.25, 0.5, 1.0, 2.0])
+    ref = curve("ref", np.stack([rates, 2 * rates], 1), psnr)
+    # a.png at 80 % of the reference's bits, b.png at half of them
+    test = curve("test", np.stack([0.8 * rates, rates], 1), psnr)
+    assert main(["bd", ref, test, "--exclude", "b", "--per-image"]) == 0
+    out = capsys.readouterr().out
+    assert "without b" in out and f"| {test} | {ref} | -20.0 % |" in out
+    assert f"| a.png | {test} | {ref} | -20.0 % |" in out and "b.png |" not in out
+    assert main(["bd", ref, test, "--per-image"]) == 0
+    out = capsys.readouterr().out
+    assert f"| b.png | {test} | {ref} | -50.0 % |" in out
+    assert "best b.png -50.0 %, worst a.png -20.0 %" in out
+    assert main(["bd", ref, test, "--exclude", "c.png"]) == 1
+    assert "no image named c.png" in capsys.readouterr().err
+    assert main(["bd", ref, test, "--exclude", "a,b"]) == 1
+    assert "no images left" in capsys.readouterr().err
+    anchor = tmp_path / "anchor.json"
+    anchor.write_text(json.dumps({"name": "anchor", "results": {"bpp": rates.tolist(), "psnr-rgb": psnr}}))
+    assert main(["bd", str(anchor), test, "--exclude", "a"]) == 1
+    assert "keeps no per-image values" in capsys.readouterr().err
+    broken = json.loads(Path(test).read_text())
+    broken["per_image"]["bpp"] = broken["per_image"]["bpp"][:2]
+    Path(test).write_text(json.dumps(broken))
+    assert main(["bd", ref, test]) == 1
+    assert "per_image values do not match its 4 points" in capsys.readouterr().err
