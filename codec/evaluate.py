@@ -307,15 +307,16 @@ def write_curve(curve: Curve, path: str | Path) -> None:
 def read_curve(path: str | Path) -> Curve:
     """Read a CompressAI-format results JSON (``psnr-rgb`` or ``psnr`` key)."""
     doc = json.loads(Path(path).read_text())
-    res = doc.get("results", {})
-    psnr = res.get("psnr-rgb", res.get("psnr"))
-    if "bpp" not in res or psnr is None:
+    res = doc.get("results", {}) if isinstance(doc, dict) else {}
+    psnr = res.get("psnr-rgb", res.get("psnr")) if isinstance(res, dict) else None
+    if psnr is None or "bpp" not in res:
         raise ValueError(f"{path}: not a CompressAI results file (needs results.bpp and results.psnr-rgb)")
     per_image = doc.get("per_image") or {}
     images = [str(n) for n in doc.get("images") or []]
     points = len(res["bpp"])
-    if per_image and not ("bpp" in per_image and "psnr-rgb" in per_image and all(
-            len(v) == points and all(len(row) == len(images) for row in v) for v in per_image.values())):
+    if per_image and not (isinstance(per_image, dict) and "bpp" in per_image and "psnr-rgb" in per_image and all(
+            isinstance(v, list) and len(v) == points and all(isinstance(row, list) and len(row) == len(images)
+                                                            for row in v) for v in per_image.values())):
         raise ValueError(f"{path}: its per_image values do not match its {points} points "
                          f"and {len(images)} images")
     return Curve(name=str(doc.get("name", Path(path).stem)), bpp=list(map(float, res["bpp"])),

@@ -424,3 +424,6 @@ def test_bd_leaves_images_out_and_compares_image_by_image(tmp_path, capsys):
     Path(test).write_text(json.dumps(broken))
     assert main(["bd", ref, test]) == 1
     assert "per_image values do not match its 4 points" in capsys.readouterr().err
+    Path(test).write_text(json.dumps([broken]))
+    assert main(["bd", ref, test]) == 1
+    assert "not a CompressAI results file" in capsys.readouterr().err
