@@ -116,6 +116,9 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, d
                     help="comma-separated images to leave out of every curve's means, by file name or "
                          "stem (e.g. kodim01,kodim02: the images training validated on); needs curves "
                          "written by lic-codec eval, which keep each image's values")
+    bd.add_argument("--metric", choices=["psnr", "ms-ssim"], default="psnr",
+                    help="the quality the curves are compared on: PSNR-RGB, or MS-SSIM-RGB in dB "
+                         "(−10·log10(1 − MS-SSIM))")
     bd.add_argument("--per-image", action="store_true",
                     help="one row per image too, each from that image's curves alone, and the median, "
                          "best and worst image")
@@ -402,17 +405,9 @@ def _cmd_eval(args, options) -> int:
     for curve in curves:
         ev.write_curve(curve, out / f"{curve.name}.json")
     anchors = ev.read_curves(args.anchors) if args.anchors else []
-    jpeg = next(c for c in curves if c.name == "jpeg")
-    rows = ev.bd_table([c for c in curves if c is not jpeg], [jpeg])
-    # A knob range is a part of a sweep, not a stage of the codec.
-    stages = [(spec, c) for spec, c in zip(specs, curves) if _knob_range(codecs[spec[0]], spec[1])[1] is None]
-    rows += ev.bd_table_of_stages([spec for spec, _ in stages], [c for _, c in stages])
-    rows += ev.bd_table(curves, anchors)
-    table = ev.format_bd_table(rows)
-    (out / "bd_rate.md").write_text(
-        f"BD-rate on {len(images)} images of {args.folder} (PSNR-RGB; negative = fewer bits than the "
-        f"reference).\n\n{table}\n")
-    (out / "bd_rate.json").write_text(json.dumps(rows, indent=2, allow_nan=True) + "\n")
+    tables, written = _write_bd_tables(out, specs, codecs, curves, anchors, f"{len(images)} images of {args.folder}",
+                                       with_ms_ssim=not args.no_ms_ssim)
+    table = tables["psnr"]
     ceilings = _ceilings(specs, codecs, images) if args.ceiling else []
     if ceilings:
         (out / "ceiling.json").write_text(json.dumps(ceilings, indent=2) + "\n")
@@ -422,16 +417,42 @@ def _cmd_eval(args, options) -> int:
     print(table)
     for c in ceilings:
         print(f"{c['codec']} {json.dumps(c['params'])}: latent unquantized {c['psnr']:.2f} dB")
-    print(f"wrote {out}/: {', '.join(c.name + '.json' for c in curves)}, bd_rate.md, bd_rate.json, rd.png")
+    print(f"wrote {out}/: {', '.join([c.name + '.json' for c in curves] + written)}, rd.png")
     # An earlier run's curves left in the folder would pass for this run's (bench.json is the
     # bench command's, written there by make results).
-    ours = {f"{c.name}.json" for c in curves} | {"bd_rate.json", "bench.json"} | (
+    ours = {f"{c.name}.json" for c in curves} | set(written) | {"bench.json"} | (
         {"ceiling.json"} if args.ceiling else set())
     stale = sorted(p.name for p in out.glob("*.json") if p.name not in ours)
     if stale:
         print(f"lic-codec: {out} also holds {', '.join(stale)}, which this run did not make: "
               f"remove them, or they pass for its results", file=sys.stderr)
     return 0
+
+
+def _write_bd_tables(out: Path, specs: list[tuple[str, dict[str, str]]], codecs: dict[str, Any], curves: list,
+                     anchors: list, measured_on: str, with_ms_ssim: bool) -> tuple[dict[str, str], list[str]]:
+    """eval's BD tables, on PSNR and (``with_ms_ssim``) on MS-SSIM: every curve against the JPEG
+    measured in the run, each codec against its own stages, every curve against the anchors.
+    Returns the Markdown table of each metric and the names of the files written to ``out``."""
+    from . import evaluate as ev
+
+    jpeg = next(c for c in curves if c.name == "jpeg")
+    # A knob range is a part of a sweep, not a stage of the codec.
+    stages = [(spec, c) for spec, c in zip(specs, curves) if _knob_range(codecs[spec[0]], spec[1])[1] is None]
+    tables, written = {}, []
+    for metric, suffix, scale in (("psnr", "", "PSNR-RGB"),
+                                  ("ms-ssim", "_ms-ssim", "MS-SSIM-RGB in dB, −10·log10(1 − MS-SSIM)")):
+        if metric == "ms-ssim" and not with_ms_ssim:
+            continue
+        rows = ev.bd_table([c for c in curves if c is not jpeg], [jpeg], metric)
+        rows += ev.bd_table_of_stages([spec for spec, _ in stages], [c for _, c in stages], metric)
+        rows += ev.bd_table(curves, anchors, metric)
+        tables[metric] = ev.format_bd_table(rows, metric)
+        (out / f"bd_rate{suffix}.md").write_text(
+            f"BD-rate on {measured_on} ({scale}; negative = fewer bits than the reference).\n\n{tables[metric]}\n")
+        (out / f"bd_rate{suffix}.json").write_text(json.dumps(rows, indent=2, allow_nan=True) + "\n")
+        written += [f"bd_rate{suffix}.md", f"bd_rate{suffix}.json"]
+    return tables, written
 
 
 def _ceilings(specs: list[tuple[str, dict[str, str]]], codecs: dict[str, Any], images: list[Path]) -> list:
@@ -493,12 +514,12 @@ def _cmd_bd(args, options) -> int:
         if excluded:
             curves = [_without_images(c, excluded) for c in curves]
             print(f"averaged over {len(curves[0].images)} image(s), without {', '.join(excluded)}")
-        print(ev.format_bd_table(ev.bd_table(curves[1:], curves[:1])))
+        print(ev.format_bd_table([ev.bd_row(c, curves[0], args.metric) for c in curves[1:]], args.metric))
         if args.per_image:
             for curve in curves[1:]:
-                rows = ev.bd_table_per_image(curve, curves[0])
+                rows = ev.bd_table_per_image(curve, curves[0], args.metric)
                 print()
-                print(ev.format_bd_table(rows))
+                print(ev.format_bd_table(rows, args.metric))
                 print(ev.summarize_per_image(rows))
     except ValueError as err:
         raise ParameterError(str(err)) from None

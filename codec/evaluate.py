@@ -35,6 +35,8 @@ __all__ = [
     "bd_table",
     "bd_table_per_image",
     "BD_TABLE_HEADER",
+    "bd_table_header",
+    "QUALITY_METRICS",
     "format_bd_table",
     "summarize_per_image",
     "plot_curves",
@@ -43,6 +45,10 @@ __all__ = [
 
 # scripts/readme_tables.py finds the README's copy of the table by this line.
 BD_TABLE_HEADER = "| codec | reference | BD-rate | BD-PSNR |"
+# The qualities a BD table can be measured on: PSNR-RGB, and MS-SSIM-RGB on the decibel scale
+# (−10·log10(1 − MS-SSIM), as the literature plots it), each with its rows' key for the
+# quality difference and the table's column title.
+QUALITY_METRICS = {"psnr": ("bd_psnr_db", "BD-PSNR"), "ms-ssim": ("bd_ms_ssim_db", "BD-MS-SSIM")}
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".ppm", ".pgm", ".bmp", ".tif", ".tiff", ".webp"}
 
 
@@ -100,6 +106,18 @@ class Curve:
     def of_image(self, image: str) -> "Curve":
         """The curve of one of its images alone."""
         return self.on_images([image])
+
+    def has(self, metric: str) -> bool:
+        """Whether the curve has a value of ``metric`` (a key of QUALITY_METRICS) at some point."""
+        return metric == "psnr" or any(math.isfinite(v) for v in self.ms_ssim)
+
+    def quality(self, metric: str) -> list[float]:
+        """Its quality on ``metric`` at each point: PSNR-RGB, or MS-SSIM-RGB in dB."""
+        if metric not in QUALITY_METRICS:
+            raise ValueError(f"unknown quality metric {metric!r} (known: {', '.join(QUALITY_METRICS)})")
+        if not self.has(metric):
+            raise ValueError(f"{self.name}: the curve has no MS-SSIM values")
+        return list(self.psnr) if metric == "psnr" else [metrics.ms_ssim_db(v) for v in self.ms_ssim]
 
     def as_compressai(self) -> dict[str, Any]:
         results: dict[str, Any] = {"bpp": self.bpp, "psnr-rgb": self.psnr}
@@ -311,6 +329,10 @@ def read_curve(path: str | Path) -> Curve:
     psnr = res.get("psnr-rgb", res.get("psnr")) if isinstance(res, dict) else None
     if psnr is None or "bpp" not in res:
         raise ValueError(f"{path}: not a CompressAI results file (needs results.bpp and results.psnr-rgb)")
+    ms_ssim = res.get("ms-ssim-rgb")
+    ms_ssim_db = res.get("ms-ssim-rgb-db", res.get("ms-ssim-db-rgb"))
+    if ms_ssim is None and ms_ssim_db is not None:  # some published curves give only the dB scale
+        ms_ssim = [1.0 - 10.0 ** (-float(v) / 10.0) for v in ms_ssim_db]
     per_image = doc.get("per_image") or {}
     images = [str(n) for n in doc.get("images") or []]
     points = len(res["bpp"])
@@ -320,7 +342,7 @@ def read_curve(path: str | Path) -> Curve:
         raise ValueError(f"{path}: its per_image values do not match its {points} points "
                          f"and {len(images)} images")
     return Curve(name=str(doc.get("name", Path(path).stem)), bpp=list(map(float, res["bpp"])),
-                 psnr=list(map(float, psnr)), ms_ssim=list(res.get("ms-ssim-rgb", [])),
+                 psnr=list(map(float, psnr)), ms_ssim=list(map(float, ms_ssim or [])),
                  encoding_time=list(res.get("encoding_time", [])),
                  decoding_time=list(res.get("decoding_time", [])),
                  params=list(doc.get("params") or []), description=str(doc.get("description", "")),
@@ -338,38 +360,34 @@ def read_curves(folder: str | Path) -> list[Curve]:
     return out
 
 
-def bd_table(tests: Sequence[Curve], references: Sequence[Curve]) -> list[dict[str, Any]]:
-    """BD-rate (%) and BD-PSNR (dB) of every test curve against every reference curve."""
-    rows = []
-    for t in tests:
-        for r in references:
-            if t is r:
-                continue
-            rows.append({
-                "codec": t.name, "reference": r.name,
-                "bd_rate_percent": metrics.bd_rate((r.bpp, r.psnr), (t.bpp, t.psnr)),
-                "bd_psnr_db": metrics.bd_psnr((r.bpp, r.psnr), (t.bpp, t.psnr)),
-            })
-    return rows
+def bd_row(test: Curve, reference: Curve, metric: str = "psnr") -> dict[str, Any]:
+    """BD-rate (%) and BD quality (dB) of ``test`` against ``reference`` on ``metric``."""
+    rt, rr = (test.bpp, test.quality(metric)), (reference.bpp, reference.quality(metric))
+    return {"codec": test.name, "reference": reference.name, "metric": metric,
+            "bd_rate_percent": metrics.bd_rate(rr, rt), QUALITY_METRICS[metric][0]: metrics.bd_psnr(rr, rt)}
 
 
-def bd_table_per_image(test: Curve, reference: Curve) -> list[dict[str, Any]]:
-    """BD-rate and BD-PSNR of ``test`` against ``reference`` on each image both were measured on,
-    each from the two curves of that image alone, in ``test``'s image order."""
+def bd_table(tests: Sequence[Curve], references: Sequence[Curve], metric: str = "psnr") -> list[dict[str, Any]]:
+    """BD rows of every test curve against every reference curve on ``metric``; a pair of which
+    one curve has no values of the metric (a published curve without MS-SSIM) is left out."""
+    return [bd_row(t, r, metric) for t in tests for r in references
+            if t is not r and t.has(metric) and r.has(metric)]
+
+
+def bd_table_per_image(test: Curve, reference: Curve, metric: str = "psnr") -> list[dict[str, Any]]:
+    """BD rows of ``test`` against ``reference`` on each image both were measured on, each from
+    the two curves of that image alone, in ``test``'s image order."""
     for c in (test, reference):
         if not c.per_image:
             raise ValueError(f"{c.name}: the curve file keeps no per-image values")
     rows = []
     for image in (n for n in test.images if n in reference.images):
-        t, r = test.of_image(image), reference.of_image(image)
-        rows.append({"image": image, "codec": test.name, "reference": reference.name,
-                     "bd_rate_percent": metrics.bd_rate((r.bpp, r.psnr), (t.bpp, t.psnr)),
-                     "bd_psnr_db": metrics.bd_psnr((r.bpp, r.psnr), (t.bpp, t.psnr))})
+        rows.append({"image": image, **bd_row(test.of_image(image), reference.of_image(image), metric)})
     return rows
 
 
 def bd_table_of_stages(specs: Sequence[tuple[str, Mapping[str, Any]]],
-                       curves: Sequence[Curve]) -> list[dict[str, Any]]:
+                       curves: Sequence[Curve], metric: str = "psnr") -> list[dict[str, Any]]:
     """BD rows that measure what fixed parameters are worth: a codec's sweep against each of its
     sweeps with fixed parameters (the hybrid against ``refine=off``: what refinement gives), and a
     sweep against one that fixes one parameter more (``postfilter=off`` against
@@ -382,21 +400,28 @@ def bd_table_of_stages(specs: Sequence[tuple[str, Mapping[str, Any]]],
                 continue
             extra = set(more.items()) - set(fixed.items())
             if set(fixed.items()) < set(more.items()) and (not fixed or len(extra) == 1):
-                rows += bd_table([curve], [reference])
+                rows += bd_table([curve], [reference], metric)
     return rows
 
 
-def format_bd_table(rows: Sequence[dict[str, Any]]) -> str:
-    """A Markdown table of :func:`bd_table` rows."""
+def bd_table_header(metric: str = "psnr") -> str:
+    """The header line of :func:`format_bd_table`'s tables on ``metric``."""
+    return BD_TABLE_HEADER.replace("BD-PSNR", QUALITY_METRICS[metric][1])
+
+
+def format_bd_table(rows: Sequence[dict[str, Any]], metric: str = "psnr") -> str:
+    """A Markdown table of :func:`bd_table` rows measured on ``metric``."""
     def num(v: float, unit: str) -> str:
         return "n/a (no overlap)" if math.isnan(v) else f"{v:+.1f}{unit}" if unit == " %" else f"{v:+.2f}{unit}"
 
+    key = QUALITY_METRICS[metric][0]
+    header = bd_table_header(metric)
     per_image = any("image" in r for r in rows)
-    lines = [f"| image {BD_TABLE_HEADER}" if per_image else BD_TABLE_HEADER,
+    lines = [f"| image {header}" if per_image else header,
              "|---|---|---|---:|---:|" if per_image else "|---|---|---:|---:|"]
     for r in rows:
         lines.append(f"{'| ' + r.get('image', '') + ' ' if per_image else ''}| {r['codec']} | {r['reference']} | "
-                     f"{num(r['bd_rate_percent'], ' %')} | {num(r['bd_psnr_db'], ' dB')} |")
+                     f"{num(r['bd_rate_percent'], ' %')} | {num(r[key], ' dB')} |")
     return "\n".join(lines)
 
 

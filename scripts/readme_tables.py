@@ -2,7 +2,8 @@
 
 The README's BD-rate table lists a chosen subset of the (codec, reference) pairs in
 results/kodak/bd_rate.md: each of its rows is replaced by that pair's row there, and a pair the
-results no longer have is an error rather than a stale number. The Speed section's caption and
+results no longer have is an error rather than a stale number. Its MS-SSIM table, where it has
+one, is kept the same way from results/kodak/bd_rate_ms-ssim.md. The Speed section's caption and
 table are replaced by results/kodak/bench.md whole. The prose around the tables is not touched.
 
     python scripts/readme_tables.py [--readme README.md] [--results results/kodak] [--check]
@@ -13,7 +14,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from codec.evaluate import BD_TABLE_HEADER as BD_HEADER
+from codec.evaluate import bd_table_header
+
+BD_HEADER = bd_table_header("psnr")
+MS_SSIM_HEADER = bd_table_header("ms-ssim")
 
 BENCH_HEADER_START = "| codec | weights | device |"
 
@@ -38,14 +42,14 @@ def _find(lines: list[str], predicate, what: str, source: str) -> int:
     return found[0]
 
 
-def sync_bd(readme: list[str], bd_md: list[str]) -> list[str]:
+def sync_bd(readme: list[str], bd_md: list[str], header: str = BD_HEADER, source: str = "bd_rate.md") -> list[str]:
     measured = {_pair(bd_md[i]): bd_md[i]
-                for i in _table_rows(bd_md, _find(bd_md, lambda s: s.strip() == BD_HEADER, "BD table", "bd_rate.md"))}
+                for i in _table_rows(bd_md, _find(bd_md, lambda s: s.strip() == header, "BD table", source))}
     out = list(readme)
-    for i in _table_rows(out, _find(out, lambda s: s.strip() == BD_HEADER, "BD table", "README")):
+    for i in _table_rows(out, _find(out, lambda s: s.strip() == header, "BD table", "README")):
         pair = _pair(out[i])
         if pair not in measured:
-            raise ValueError(f"README lists {pair[0]} against {pair[1]}, which bd_rate.md does not have")
+            raise ValueError(f"README lists {pair[0]} against {pair[1]}, which {source} does not have")
         out[i] = measured[pair]
     return out
 
@@ -73,6 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     lines = text.splitlines()
     try:
         lines = sync_bd(lines, (args.results / "bd_rate.md").read_text().splitlines())
+        if any(line.strip() == MS_SSIM_HEADER for line in lines):
+            lines = sync_bd(lines, (args.results / "bd_rate_ms-ssim.md").read_text().splitlines(),
+                            MS_SSIM_HEADER, "bd_rate_ms-ssim.md")
         lines = sync_bench(lines, (args.results / "bench.md").read_text().splitlines())
     except (OSError, ValueError) as e:
         print(f"readme_tables: {e}", file=sys.stderr)

@@ -134,6 +134,30 @@ def test_eval_writes_curves_table_and_plot(tmp_path, photo, capsys):
     assert doc["results"]["bpp"] == sorted(doc["results"]["bpp"])
     assert (out / "rd.png").stat().st_size > 1000
     assert "| jpeg | fake |" in (out / "bd_rate.md").read_text()
+    assert not (out / "bd_rate_ms-ssim.md").exists()  # --no-ms-ssim
+
+
+def test_eval_writes_an_ms_ssim_table_beside_the_psnr_one(tmp_path, capsys):
+    from skimage import data
+
+    folder, anchors, out = tmp_path / "imgs", tmp_path / "anchors", tmp_path / "res"
+    folder.mkdir()
+    anchors.mkdir()
+    # MS-SSIM's five scales need 161 px on a side.
+    Image.fromarray(np.ascontiguousarray(data.astronaut()[:176, 160:336])).save(folder / "a.png")
+    results = {"bpp": [0.5, 1, 2, 4], "psnr-rgb": [25, 30, 35, 40]}
+    (anchors / "with.json").write_text(json.dumps(
+        {"name": "with", "results": {**results, "ms-ssim-rgb": [0.9, 0.95, 0.98, 0.99]}}))
+    (anchors / "without.json").write_text(json.dumps({"name": "without", "results": results}))
+    assert main(["eval", str(folder), "--codecs", "jpeg,jpeg:subsampling=4:4:4", "--out", str(out),
+                 "--anchors", str(anchors)]) == 0
+    assert "bd_rate_ms-ssim.md, bd_rate_ms-ssim.json" in capsys.readouterr().out
+    table = (out / "bd_rate_ms-ssim.md").read_text()
+    assert "(MS-SSIM-RGB in dB" in table and "| codec | reference | BD-rate | BD-MS-SSIM |" in table
+    assert "| jpeg_subsampling-444 | jpeg |" in table and "| jpeg | with |" in table
+    assert "without" not in table and "| jpeg | without |" in (out / "bd_rate.md").read_text()
+    rows = json.loads((out / "bd_rate_ms-ssim.json").read_text())
+    assert {r["metric"] for r in rows} == {"ms-ssim"} and all("bd_ms_ssim_db" in r for r in rows)
 
 
 def test_commands_silence_the_third_party_deprecation_and_only_it():
@@ -386,6 +410,27 @@ def test_bd_measures_curve_files_against_a_reference(tmp_path, capsys):
     assert f"| {test} | {ref} | -20.0 % |" in out
     assert main(["bd", ref, str(tmp_path / "missing.json")]) == 1
     assert "not a readable curve file" in capsys.readouterr().err
+
+
+def test_bd_on_ms_ssim_reads_it_in_decibels(tmp_path, capsys):
+    ref, test, no_ssim, db_only = (tmp_path / f"{n}.json" for n in ("ref", "test", "no_ssim", "db_only"))
+    ssim = [0.90, 0.95, 0.975, 0.99]
+    rates = [0.25, 0.5, 1.0, 2.0]
+    ref.write_text(json.dumps({"name": "ref", "results": {"bpp": rates, "psnr-rgb": [28, 31, 34, 37],
+                                                          "ms-ssim-rgb": ssim}}))
+    # the same MS-SSIM at 80 % of the bits, and a PSNR curve that says otherwise
+    test.write_text(json.dumps({"name": "test", "results": {"bpp": [0.8 * r for r in rates],
+                                                            "psnr-rgb": [26, 29, 32, 35], "ms-ssim-rgb": ssim}}))
+    no_ssim.write_text(json.dumps({"name": "n", "results": {"bpp": rates, "psnr-rgb": [28, 31, 34, 37]}}))
+    # a published curve with only the decibel scale reads as the same curve
+    db_only.write_text(json.dumps({"name": "d", "results": {"bpp": [0.8 * r for r in rates], "psnr-rgb": [1, 2, 3, 4],
+                                                            "ms-ssim-db-rgb": [-10 * np.log10(1 - v) for v in ssim]}}))
+    assert main(["bd", str(ref), str(test), str(db_only), "--metric", "ms-ssim"]) == 0
+    out = capsys.readouterr().out
+    assert "| codec | reference | BD-rate | BD-MS-SSIM |" in out
+    assert f"| {test} | {ref} | -20.0 % | +" in out and f"| {db_only} | {ref} | -20.0 % | +" in out
+    assert main(["bd", str(ref), str(no_ssim), "--metric", "ms-ssim"]) == 1
+    assert "has no MS-SSIM values" in capsys.readouterr().err
 
 
 def test_bd_leaves_images_out_and_compares_image_by_image(tmp_path, capsys):

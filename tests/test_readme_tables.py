@@ -82,6 +82,17 @@ def test_a_pair_missing_from_the_results_is_an_error(tmp_path, capsys):
     assert "hybrid against jpeg" in capsys.readouterr().err
 
 
+def test_an_ms_ssim_table_is_kept_from_its_own_results_file(tmp_path, capsys):
+    table = "\n| codec | reference | BD-rate | BD-MS-SSIM |\n|---|---|---:|---:|\n| wavelet | jpeg | -1.0 % | +0.10 dB |\n"
+    readme = README.replace("text kept", "text kept\n" + table)
+    rc, out = _run(tmp_path, readme)
+    assert rc == 2 and "bd_rate_ms-ssim.md" in capsys.readouterr().err  # the README has it, results do not
+    (tmp_path / "kodak" / "bd_rate_ms-ssim.md").write_text(table.replace("-1.0 % | +0.10", "-40.0 % | +2.00"))
+    rc, out = _run(tmp_path, readme)
+    assert rc == 0 and "| wavelet | jpeg | -40.0 % | +2.00 dB |" in out
+    assert "| wavelet | jpeg | -31.0 % | +1.60 dB |" in out  # the PSNR table's row, from bd_rate.md
+
+
 def test_the_shipped_readme_matches_the_committed_results():
     results = ROOT / "results" / "kodak"
     if not (results / "bd_rate.md").exists():
