@@ -50,7 +50,7 @@ CURVES ?= $(LEARNING)/wavelet-cpu-s1-val.csv=wavelet $(LEARNING)/wavelet-cpu-s2-
 	$(LEARNING)/wavelet-s27-val.csv=wavelet+wavelet-s25 $(LEARNING)/wavelet-s28-val.csv=wavelet+wavelet-s27 $(LEARNING)/wavelet-s29-val.csv=wavelet+wavelet-s27 \
 	$(LEARNING)/wavelet-s30-val.csv=wavelet+106614 $(LEARNING)/wavelet-s31-val.csv=wavelet+109614 \
 	$(LEARNING)/wavelet-s32-val.csv=wavelet+109614 $(LEARNING)/wavelet-s33-val.csv=wavelet+109614 $(LEARNING)/wavelet-s34-val.csv=wavelet+109614 $(LEARNING)/wavelet-s35-val.csv=wavelet+112214 \
-	$(LEARNING)/wavelet-s36-val.csv=wavelet+112764 $(LEARNING)/wavelet-s37-val.csv=wavelet+112764 $(LEARNING)/wavelet-s38-val.csv=wavelet+112764 \
+	$(LEARNING)/wavelet-s36-val.csv=wavelet+112764 $(LEARNING)/wavelet-s37-val.csv=wavelet+112764 $(LEARNING)/wavelet-s38-val.csv=wavelet+112764 $(LEARNING)/wavelet-s39-val.csv=wavelet+114464 \
 	$(LEARNING)/hybrid-cpu-s1-val.csv=hybrid $(LEARNING)/hybrid-cpu-s2-val.csv=hybrid+10000 \
 	$(LEARNING)/hybrid-s10-val.csv=hybrid+hybrid-s9 $(LEARNING)/hybrid-s11-val.csv=hybrid+hybrid-s11 \
 	$(LEARNING)/hybrid-s12-val.csv=hybrid+hybrid-s12 $(LEARNING)/hybrid-s13-val.csv=hybrid+41639 \
