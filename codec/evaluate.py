@@ -153,9 +153,9 @@ def _nanmean(values: Iterable[float]) -> float:
 class Measurements:
     """One codec's per-image results at each operating point, before averaging into a Curve.
 
-    Lists are indexed [point][image]; measurements of disjoint image subsets (the jobs of a
-    parallel sweep) are joined with :meth:`extend` in image order, so the means are those of one
-    sequential sweep.
+    Lists are indexed [point][image], the images named in ``images``; measurements of disjoint
+    image subsets (the jobs of a parallel sweep) are joined with :meth:`extend` in image order,
+    so the means are those of one sequential sweep.
     """
 
     codec: str
@@ -167,7 +167,7 @@ class Measurements:
     ms_ssim: list[list[float]]
     encoding_time: list[list[float]]
     decoding_time: list[list[float]]
-    images: list[str] = field(default_factory=list)
+    images: list[str]
 
     _SERIES = ("bpp", "psnr", "ms_ssim", "encoding_time", "decoding_time")
     # The names of these series in a curve file's ``results``.
@@ -186,7 +186,6 @@ class Measurements:
         """Per-point means, sorted by bpp, with the per-image values behind them."""
         order = sorted(range(len(self.params)), key=lambda i: _nanmean(self.bpp[i]))
         rows = [(self.params[i], *(_nanmean(getattr(self, s)[i]) for s in self._SERIES)) for i in order]
-        images = len(self.bpp[0]) if self.bpp else 0
         per_image = {key: [[float(v) for v in getattr(self, s)[i]] for i in order]
                      for s, key in zip(self._SERIES, self._RESULT_KEYS)
                      if s != "ms_ssim" or self.with_ms_ssim}
@@ -198,9 +197,9 @@ class Measurements:
             ms_ssim=[r[3] for r in rows] if self.with_ms_ssim else [],
             encoding_time=[r[4] for r in rows],
             decoding_time=[r[5] for r in rows],
-            description=f"lic-studio {self.codec}, {self.source}, {images} images, bpp from .lic file bytes",
-            images=list(self.images) if len(self.images) == images else [],
-            per_image=per_image if len(self.images) == images else {},
+            description=f"lic-studio {self.codec}, {self.source}, {len(self.images)} images, bpp from .lic file bytes",
+            images=list(self.images),
+            per_image=per_image,
         )
 
 
